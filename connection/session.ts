@@ -1,0 +1,205 @@
+/**
+ * Session channels (RFC 4254 section 6): the client's {@linkcode ClientSession}
+ * and the server's {@linkcode ServerSession}, their requests and exit
+ * statuses.
+ *
+ * @module
+ */
+
+/** A terminal size (RFC 4254 sections 6.2 and 6.7). */
+export interface WindowSize {
+  /** Width in characters. */
+  columns: number;
+  /** Height in rows. */
+  rows: number;
+  /** Width in pixels. @default 0 */
+  widthPixels?: number;
+  /** Height in pixels. @default 0 */
+  heightPixels?: number;
+}
+
+/** A pseudo-terminal request (`pty-req`, RFC 4254 section 6.2). */
+export interface PtyRequest {
+  /** Value of `TERM` for the remote side. @default "xterm-256color" */
+  term?: string;
+  /** Width in characters. @default 80 */
+  columns?: number;
+  /** Height in rows. @default 24 */
+  rows?: number;
+  /** Width in pixels. @default 0 */
+  widthPixels?: number;
+  /** Height in pixels. @default 0 */
+  heightPixels?: number;
+  /**
+   * Encoded terminal modes (RFC 4254 section 8): opcode byte + uint32
+   * argument pairs; `TTY_OP_END` (0) is appended when missing.
+   * @default none
+   */
+  modes?: Uint8Array;
+}
+
+/** How a remote command ended (RFC 4254 section 6.10). */
+export interface ExitStatus {
+  /** Exit code from `exit-status`, or `null` if none was sent. */
+  code: number | null;
+  /** Signal name without `SIG` (e.g. `"TERM"`) from `exit-signal`, or `null`. */
+  signal: string | null;
+  /** Whether the process dumped core (from `exit-signal`). */
+  coreDumped: boolean;
+  /** Error message from `exit-signal`, or `""`. */
+  message: string;
+}
+
+/**
+ * The client side of a session channel: one remote command, shell or
+ * subsystem with its standard streams.
+ *
+ * Read `stdout` and `stderr` (or cancel those you do not want): the server
+ * can only send as much as the window we grant, and the window re-opens as
+ * you read. Closing `stdin` sends EOF.
+ */
+export interface ClientSession {
+  /** The remote process's standard input. Closing it sends EOF. */
+  readonly stdin: WritableStream<Uint8Array>;
+  /** The remote process's standard output. */
+  readonly stdout: ReadableStream<Uint8Array>;
+  /** The remote process's standard error (extended data type 1). */
+  readonly stderr: ReadableStream<Uint8Array>;
+  /**
+   * Resolves once the channel has closed, with what the server reported
+   * (`code` and `signal` both `null` when it reported nothing). Rejects
+   * only when the connection failed before any exit status arrived.
+   */
+  readonly exit: Promise<ExitStatus>;
+  /** Asks for a pseudo-terminal. Rejects when the server refuses. */
+  requestPty(options?: PtyRequest): Promise<void>;
+  /** Sets an environment variable; resolves false when the server refuses it. */
+  setEnv(name: string, value: string): Promise<boolean>;
+  /** Runs `command`. Rejects when the server refuses. */
+  exec(command: string): Promise<void>;
+  /** Starts the user's shell. Rejects when the server refuses. */
+  shell(): Promise<void>;
+  /** Starts a subsystem such as `"sftp"`. Rejects when the server refuses. */
+  subsystem(name: string): Promise<void>;
+  /** Reports a new terminal size (no reply). */
+  windowChange(size: WindowSize): Promise<void>;
+  /** Sends a signal, e.g. `"INT"` or `"SIGINT"` (no reply; servers may ignore it). */
+  signal(name: string): Promise<void>;
+  /** Closes the channel; resolves once both sides closed it. */
+  close(): Promise<void>;
+}
+
+/** A request a client made on a session channel (RFC 4254 section 6). */
+export type SessionRequest =
+  | {
+    type: "pty-req";
+    term: string;
+    columns: number;
+    rows: number;
+    widthPixels: number;
+    heightPixels: number;
+    /** Encoded terminal modes (RFC 4254 section 8). */
+    modes: Uint8Array;
+  }
+  | { type: "env"; name: string; value: string }
+  | { type: "exec"; command: string }
+  | { type: "shell" }
+  | { type: "subsystem"; name: string }
+  | {
+    type: "window-change";
+    columns: number;
+    rows: number;
+    widthPixels: number;
+    heightPixels: number;
+  }
+  /** A signal name without `SIG`, e.g. `"INT"`. */
+  | { type: "signal"; name: string };
+
+/**
+ * Answers one session request: `true` accepts it. Requests are handled one
+ * at a time in the order they arrived, so return promptly (start work, do
+ * not wait for it).
+ */
+export type SessionRequestHandler = (
+  request: SessionRequest,
+) => boolean | Promise<boolean>;
+
+/**
+ * The server side of a session channel, handed to
+ * `ConnectionOptions.onSessionOpen`.
+ *
+ * Set {@linkcode ServerSession.onRequest} right away (synchronously) to
+ * accept requests; every request is refused while it is unset. `exec`,
+ * `shell` and `subsystem` are mutually exclusive: once one was accepted,
+ * later ones are refused without asking. `x11-req` and
+ * `auth-agent-req@openssh.com` are always refused.
+ *
+ * When the work is done, call {@linkcode ServerSession.exit} (or
+ * {@linkcode ServerSession.exitSignal}): it waits for writes in progress,
+ * then sends the status, EOF and CLOSE.
+ */
+export interface ServerSession {
+  /** Our channel number (for logs). */
+  readonly channelId: number;
+  /** Handles the client's requests; `null` refuses them all. */
+  onRequest: SessionRequestHandler | null;
+  /** Data the client sends; ends at the client's EOF. */
+  readonly stdin: ReadableStream<Uint8Array>;
+  /** Standard output to the client. */
+  readonly stdout: WritableStream<Uint8Array>;
+  /** Standard error to the client (extended data type 1). */
+  readonly stderr: WritableStream<Uint8Array>;
+  /** Resolves once the channel is gone (closed by either side, or the connection ended). */
+  readonly closed: Promise<void>;
+  /** Whether the channel is closing or closed. */
+  readonly isClosed: boolean;
+  /** Sends `exit-status` with `code` (0..2^32-1), then EOF and CLOSE. */
+  exit(code: number): Promise<void>;
+  /**
+   * Sends `exit-signal` (signal name with or without `SIG`), then EOF and
+   * CLOSE.
+   */
+  exitSignal(
+    signal: string,
+    options?: {
+      /** @default false */
+      coreDumped?: boolean;
+      /** @default "" */
+      message?: string;
+    },
+  ): Promise<void>;
+  /** Closes the channel without an exit status. */
+  close(): Promise<void>;
+}
+
+/** Options for `Connection.exec`. */
+export interface ExecOptions {
+  /**
+   * Data for the command's standard input; EOF follows it. Without it the
+   * command gets EOF right away.
+   * @default none
+   */
+  stdin?: Uint8Array | string | ReadableStream<Uint8Array>;
+  /**
+   * Environment variables to ask for (`env` requests). Servers accept only
+   * some (OpenSSH: `AcceptEnv`); refusals are ignored.
+   * @default {}
+   */
+  env?: Record<string, string>;
+  /** Ask for a pseudo-terminal first (`true` for the defaults). @default false */
+  pty?: PtyRequest | boolean;
+  /**
+   * Most bytes of stdout plus stderr to collect; beyond it the channel is
+   * closed and `exec` rejects with a `RangeError`.
+   * @default 268435456 (256 MiB)
+   */
+  maxOutputBytes?: number;
+}
+
+/** What `Connection.exec` collected. */
+export interface ExecResult extends ExitStatus {
+  /** Everything the command wrote to standard output. */
+  stdout: Uint8Array;
+  /** Everything the command wrote to standard error. */
+  stderr: Uint8Array;
+}

@@ -1,0 +1,43 @@
+/**
+ * SSH key material: public key blobs and text forms, OpenSSH private key
+ * files (plain and bcrypt-encrypted), authorized_keys, fingerprints, key
+ * generation, and the signature algorithms `ssh-ed25519`,
+ * `ecdsa-sha2-nistp256/384/521`, `rsa-sha2-512` and `rsa-sha2-256` (never
+ * SHA-1 `ssh-rsa`).
+ *
+ * @example Generate a key, sign and verify
+ * ```ts
+ * import { generatePrivateKey, parsePublicKeyText } from "@fynx/ssh";
+ * import assert from "node:assert/strict";
+ *
+ * const key = generatePrivateKey("rsa", { bits: 2048, comment: "me" });
+ * const data = new TextEncoder().encode("session id");
+ * const sig = key.sign(data, "rsa-sha2-256");
+ * const pub = parsePublicKeyText(key.publicKey.toString());
+ * assert.ok(pub.verify(data, sig, "rsa-sha2-256"));
+ * assert.equal(pub.verify(data, sig, "rsa-sha2-512"), false);
+ * ```
+ *
+ * @module
+ */
+
+export type { KeyType, PrivateKey, PublicKey } from "./types.ts";
+export { SIGNATURE_ALGORITHMS, signatureAlgorithmsFor } from "./algorithms.ts";
+export { KeyParseError, type KeyParseErrorCode } from "./errors.ts";
+export { parsePublicKey, parsePublicKeyText } from "./public_key.ts";
+export {
+  type GenerateKeyOptions,
+  type GenerateKeyType,
+  generatePrivateKey,
+} from "./private_key.ts";
+export {
+  encodePrivateKey,
+  type EncodePrivateKeyOptions,
+  parsePrivateKey,
+  type ParsePrivateKeyOptions,
+} from "./openssh_format.ts";
+export {
+  type AuthorizedKey,
+  parseAuthorizedKeys,
+  type ParseAuthorizedKeysOptions,
+} from "./authorized_keys.ts";

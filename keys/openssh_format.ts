@@ -1,0 +1,621 @@
+/**
+ * The OpenSSH private key file format, openssh-key-v1 (OpenSSH PROTOCOL.key):
+ *
+ * ```
+ * "openssh-key-v1\0"  string ciphername  string kdfname  string kdfoptions
+ * uint32 number-of-keys (1)  string publickey  string encrypted-section
+ * [authentication tag for AEAD ciphers]
+ * ```
+ *
+ * The (decrypted) section holds `uint32 checkint, uint32 checkint`, the
+ * private key fields, a comment and padding `1, 2, 3, ...` to the cipher's
+ * block size. Encryption keys come from bcrypt_pbkdf over the passphrase,
+ * with the salt and rounds in kdfoptions.
+ *
+ * @module
+ */
+
+import { cbc, ctr, gcm } from "@noble/ciphers/aes.js";
+import { chacha20orig } from "@noble/ciphers/chacha.js";
+import { poly1305 } from "@noble/ciphers/_poly1305.js";
+import { getRandomValues } from "node:crypto";
+import { SshReader } from "../wire/reader.ts";
+import { SshWriter } from "../wire/writer.ts";
+import { isKeyType } from "./algorithms.ts";
+import { KeyParseError } from "./errors.ts";
+import {
+  parsePublicKey,
+  readPublicParts,
+  type SshPublicKey,
+} from "./public_key.ts";
+import {
+  privateKeyFromParts,
+  type PrivateParts,
+  privateParts,
+} from "./private_key.ts";
+import { bcryptPbkdf } from "./_bcrypt_pbkdf.ts";
+import { decodeBase64, encodeBase64, equalBytes } from "./_util.ts";
+import type { KeyType, PrivateKey } from "./types.ts";
+
+const BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----";
+const END = "-----END OPENSSH PRIVATE KEY-----";
+const MAGIC = new TextEncoder().encode("openssh-key-v1\0");
+/** Largest key file body we decode (a 16384-bit RSA key is about 9 KiB). */
+const MAX_BODY = 256 * 1024;
+/** Most bcrypt rounds we run; ssh-keygen defaults to 16 (about 0.3 s here). */
+export const MAX_KDF_ROUNDS = 4096;
+/** Longest salt we accept; ssh-keygen writes 16 bytes. */
+const MAX_SALT = 1024;
+
+/** Options for {@linkcode parsePrivateKey}. */
+export interface ParsePrivateKeyOptions {
+  /**
+   * Passphrase of an encrypted key; ignored for an unencrypted one.
+   *
+   * @default {undefined}
+   */
+  passphrase?: string;
+}
+
+/** Options for {@linkcode encodePrivateKey}. */
+export interface EncodePrivateKeyOptions {
+  /**
+   * Comment stored in the file.
+   *
+   * @default {key.publicKey.comment}
+   */
+  comment?: string;
+}
+
+interface Cipher {
+  /** Decryption mode, or null for "none". */
+  readonly mode: "ctr" | "cbc" | "gcm" | "chachapoly" | null;
+  readonly keyLength: number;
+  readonly ivLength: number;
+  readonly blockSize: number;
+  /** AEAD tag length appended after the encrypted section. */
+  readonly tagLength: number;
+}
+
+function spec(
+  mode: Cipher["mode"],
+  keyLength: number,
+  ivLength: number,
+  blockSize: number,
+  tagLength = 0,
+): Cipher {
+  return { mode, keyLength, ivLength, blockSize, tagLength };
+}
+
+/**
+ * Ciphers of OpenSSH's `cipher.c` that a key file may use (name, key and
+ * IV lengths, block size, tag length as there). Key files are small, so
+ * the pure-JS noble ciphers are used: Deno's `node:crypto` lacks
+ * aes-192-ctr and the CBC modes.
+ */
+const CIPHERS: ReadonlyMap<string, Cipher> = new Map([
+  ["none", spec(null, 0, 0, 8)],
+  ["aes128-ctr", spec("ctr", 16, 16, 16)],
+  ["aes192-ctr", spec("ctr", 24, 16, 16)],
+  ["aes256-ctr", spec("ctr", 32, 16, 16)],
+  ["aes128-cbc", spec("cbc", 16, 16, 16)],
+  ["aes192-cbc", spec("cbc", 24, 16, 16)],
+  ["aes256-cbc", spec("cbc", 32, 16, 16)],
+  ["aes128-gcm@openssh.com", spec("gcm", 16, 12, 16, 16)],
+  ["aes256-gcm@openssh.com", spec("gcm", 32, 12, 16, 16)],
+  ["chacha20-poly1305@openssh.com", spec("chachapoly", 64, 0, 8, 16)],
+]);
+
+/** True when `e` is the shared reader running out of bytes. */
+function isShortRead(e: unknown): boolean {
+  return e instanceof SyntaxError &&
+    /needs \d+ bytes but only \d+ remain/.test(e.message);
+}
+
+function pemBody(text: string): Uint8Array {
+  if (text.length > 4 * MAX_BODY) {
+    throw new RangeError(
+      `Private key file of ${text.length} characters exceeds the limit of ${
+        4 * MAX_BODY
+      }`,
+    );
+  }
+  const begin = text.indexOf(BEGIN);
+  if (begin < 0) {
+    const other = /-----BEGIN ([A-Z0-9 ]+)-----/.exec(text);
+    if (other !== null) {
+      throw new KeyParseError(
+        "unsupported-key-type",
+        `Unsupported private key format "${
+          other[1]
+        }": only "OPENSSH PRIVATE KEY" files are read (convert with: ssh-keygen -p -f FILE)`,
+      );
+    }
+    throw new KeyParseError(
+      "malformed",
+      `Malformed private key: no "${BEGIN}" line`,
+    );
+  }
+  const start = begin + BEGIN.length;
+  const end = text.indexOf(END, start);
+  if (end < 0) {
+    throw new KeyParseError(
+      "truncated",
+      `Truncated private key: no "${END}" line`,
+    );
+  }
+  const b64 = text.slice(start, end).replace(/[ \t\r\n]+/g, "");
+  if (b64.length > (MAX_BODY * 4) / 3 + 4) {
+    throw new RangeError(
+      `Private key file body of ${b64.length} base64 characters exceeds the limit of ${MAX_BODY} bytes`,
+    );
+  }
+  if (b64.length === 0) {
+    throw new KeyParseError("truncated", "Truncated private key: empty body");
+  }
+  try {
+    return decodeBase64(b64, "private key");
+  } catch (e) {
+    throw new KeyParseError(
+      b64.length % 4 === 0 ? "malformed" : "truncated",
+      `${
+        b64.length % 4 === 0 ? "Malformed" : "Truncated"
+      } private key: invalid base64 body`,
+      { cause: e },
+    );
+  }
+}
+
+interface Container {
+  cipherName: string;
+  cipher: Cipher;
+  kdfName: string;
+  kdfOptions: Uint8Array;
+  publicBlob: Uint8Array;
+  section: Uint8Array;
+  tag: Uint8Array;
+}
+
+function readContainer(bytes: Uint8Array): Container {
+  const r = new SshReader(bytes, "OpenSSH private key");
+  try {
+    if (
+      bytes.length < MAGIC.length || !equalBytes(r.raw(MAGIC.length), MAGIC)
+    ) {
+      throw new KeyParseError(
+        bytes.length < MAGIC.length ? "truncated" : "malformed",
+        `Malformed private key: missing "openssh-key-v1" magic`,
+      );
+    }
+    const cipherName = new TextDecoder().decode(r.string());
+    const kdfName = new TextDecoder().decode(r.string());
+    const kdfOptions = r.string();
+    const count = r.uint32();
+    if (count !== 1) {
+      throw new KeyParseError(
+        "malformed",
+        `Malformed private key: holds ${count} keys, expected exactly 1`,
+      );
+    }
+    const publicBlob = r.string();
+    const section = r.string();
+    const cipher = CIPHERS.get(cipherName);
+    if (cipher === undefined) {
+      throw new KeyParseError(
+        "unsupported-cipher",
+        `Unsupported private key cipher ${
+          JSON.stringify(cipherName.slice(0, 64))
+        } (supported: ${[...CIPHERS.keys()].join(", ")})`,
+      );
+    }
+    const tag = r.raw(cipher.tagLength);
+    if (r.remaining !== 0) {
+      throw new KeyParseError(
+        "malformed",
+        `Malformed private key: ${r.remaining} unexpected trailing bytes`,
+      );
+    }
+    return {
+      cipherName,
+      cipher,
+      kdfName,
+      kdfOptions,
+      publicBlob,
+      section,
+      tag,
+    };
+  } catch (e) {
+    if (isShortRead(e)) {
+      throw new KeyParseError(
+        "truncated",
+        `Truncated private key: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+}
+
+function decryptSection(
+  c: Container,
+  passphrase: string | undefined,
+): Uint8Array {
+  const { cipher } = c;
+  if (cipher.mode === null) {
+    if (c.kdfName !== "none") {
+      throw new KeyParseError(
+        "malformed",
+        `Malformed private key: cipher "none" with kdf ${
+          JSON.stringify(c.kdfName.slice(0, 64))
+        }`,
+      );
+    }
+    if (c.section.length % cipher.blockSize !== 0) {
+      throw new KeyParseError(
+        "malformed",
+        `Malformed private key: private section of ${c.section.length} bytes is not a multiple of ${cipher.blockSize}`,
+      );
+    }
+    return c.section;
+  }
+  if (c.kdfName !== "bcrypt") {
+    throw new KeyParseError(
+      "unsupported-cipher",
+      `Unsupported private key kdf ${
+        JSON.stringify(c.kdfName.slice(0, 64))
+      } (supported: bcrypt)`,
+    );
+  }
+  let salt: Uint8Array;
+  let rounds: number;
+  try {
+    const r = new SshReader(c.kdfOptions, "bcrypt kdf options");
+    salt = r.string();
+    rounds = r.uint32();
+    r.end();
+  } catch (e) {
+    throw new KeyParseError(
+      "malformed",
+      `Malformed private key: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+  if (salt.length === 0 || salt.length > MAX_SALT) {
+    throw new KeyParseError(
+      "malformed",
+      `Malformed private key: bcrypt salt of ${salt.length} bytes (expected 1..${MAX_SALT})`,
+    );
+  }
+  if (rounds < 1 || rounds > MAX_KDF_ROUNDS) {
+    throw new RangeError(
+      `Private key bcrypt rounds ${rounds} outside the accepted 1..${MAX_KDF_ROUNDS}`,
+    );
+  }
+  if (
+    c.section.length < cipher.blockSize ||
+    c.section.length % cipher.blockSize !== 0
+  ) {
+    throw new KeyParseError(
+      "malformed",
+      `Malformed private key: encrypted section of ${c.section.length} bytes is not a multiple of ${cipher.blockSize}`,
+    );
+  }
+  if (passphrase === undefined || passphrase === "") {
+    throw new KeyParseError(
+      "passphrase-required",
+      `Private key is encrypted with ${c.cipherName}: a passphrase is required`,
+    );
+  }
+  const derived = bcryptPbkdf(
+    new TextEncoder().encode(passphrase),
+    salt,
+    rounds,
+    cipher.keyLength + cipher.ivLength,
+  );
+  const key = derived.subarray(0, cipher.keyLength);
+  const iv = derived.subarray(cipher.keyLength);
+  try {
+    return decrypt(cipher, key, iv, c.section, c.tag);
+  } catch (e) {
+    // Lengths were checked above, so only an AEAD tag mismatch fails here.
+    throw new KeyParseError(
+      "wrong-passphrase",
+      "Cannot decrypt private key: wrong passphrase",
+      { cause: e },
+    );
+  } finally {
+    derived.fill(0);
+  }
+}
+
+function decrypt(
+  cipher: Cipher,
+  key: Uint8Array,
+  iv: Uint8Array,
+  data: Uint8Array,
+  tag: Uint8Array,
+): Uint8Array {
+  switch (cipher.mode) {
+    case "ctr":
+      return ctr(key, iv).decrypt(data);
+    case "cbc":
+      return cbc(key, iv, { disablePadding: true }).decrypt(data);
+    case "gcm": {
+      // OpenSSH's cipher_crypt with no AAD: ciphertext || tag.
+      const joined = new Uint8Array(data.length + tag.length);
+      joined.set(data);
+      joined.set(tag, data.length);
+      return gcm(key, iv).decrypt(joined);
+    }
+    case "chachapoly": {
+      // PROTOCOL.chacha20poly1305 with sequence number 0 and no length
+      // field: K_2 (first 32 bytes) keys both the Poly1305 key (block 0)
+      // and the payload (blocks from 1); K_1 is unused without a header.
+      const mainKey = key.subarray(0, 32);
+      const nonce = new Uint8Array(8);
+      const polyKey = chacha20orig(mainKey, nonce, new Uint8Array(32));
+      const expected = poly1305(data, polyKey);
+      let diff = expected.length ^ tag.length;
+      for (let i = 0; i < expected.length && i < tag.length; i++) {
+        diff |= expected[i] ^ tag[i];
+      }
+      if (diff !== 0) throw new Error("Poly1305 tag mismatch");
+      return chacha20orig(mainKey, nonce, data, undefined, 1);
+    }
+    default:
+      return data;
+  }
+}
+
+function readSecret(
+  r: SshReader,
+  type: KeyType,
+  pub: SshPublicKey,
+): PrivateParts {
+  // Ed25519 and ECDSA repeat their public fields in public-blob order.
+  const parts = readPublicParts(r, type);
+  // The public numbers inside the private section must match the file's
+  // public key, or ssh-keygen -y and our signatures would disagree.
+  const same = (a: Uint8Array, b: Uint8Array): boolean => equalBytes(a, b);
+  const mismatch = (): never => {
+    throw new SyntaxError(
+      `Malformed private key: the ${type} public key in the private section differs from the file's public key`,
+    );
+  };
+  switch (parts.kind) {
+    case "ed25519": {
+      // PROTOCOL.key / RFC 8709: string pk (32), string sk (seed || pk).
+      const sk = r.string();
+      const pubParts = pub.parts;
+      if (pubParts.kind !== "ed25519" || !same(parts.a, pubParts.a)) mismatch();
+      if (sk.length !== 64 || !same(sk.subarray(32), parts.a)) {
+        throw new SyntaxError(
+          "Malformed ssh-ed25519 private key: secret is not seed || public key",
+        );
+      }
+      return { kind: "ed25519", seed: sk.slice(0, 32) };
+    }
+    case "ecdsa": {
+      const pubParts = pub.parts;
+      if (pubParts.kind !== "ecdsa" || !same(parts.q, pubParts.q)) mismatch();
+      return { kind: "ecdsa", d: r.mpintBytes(parts.curve.size + 1).slice() };
+    }
+    case "rsa":
+      // RSA lists n before e here; see readRsaSecret.
+      throw new SyntaxError("Malformed private key: RSA read as non-RSA");
+  }
+}
+
+function readRsaSecret(r: SshReader, pub: SshPublicKey): PrivateParts {
+  // OpenSSH sshkey_private_serialize: mpint n, e, d, iqmp, p, q.
+  const max = 16384 / 8 + 1;
+  const n = r.mpintBytes(max);
+  const e = r.mpintBytes(max);
+  const pubParts = pub.parts;
+  if (
+    pubParts.kind !== "rsa" || !equalBytes(n, pubParts.n) ||
+    !equalBytes(e, pubParts.e)
+  ) {
+    throw new SyntaxError(
+      "Malformed private key: the ssh-rsa public key in the private section differs from the file's public key",
+    );
+  }
+  const d = r.mpintBytes(max).slice();
+  const iqmp = r.mpintBytes(max).slice();
+  const p = r.mpintBytes(max).slice();
+  const q = r.mpintBytes(max).slice();
+  return { kind: "rsa", d, iqmp, p, q };
+}
+
+/**
+ * Parses an OpenSSH private key file (`-----BEGIN OPENSSH PRIVATE KEY-----`,
+ * openssh-key-v1), decrypting it with `options.passphrase` when it is
+ * encrypted (bcrypt kdf with aes128/192/256-ctr, aes128/192/256-cbc,
+ * aes128/256-gcm@openssh.com or chacha20-poly1305@openssh.com). The file's
+ * comment becomes
+ * `publicKey.comment`.
+ *
+ * Errors: {@linkcode KeyParseError} with `code` `"passphrase-required"`,
+ * `"wrong-passphrase"`, `"truncated"`, `"unsupported-cipher"` (cipher or
+ * kdf), `"unsupported-key-type"` (e.g. DSA, security keys, PEM/PKCS#8
+ * files) or `"malformed"`; {@linkcode RangeError} for an RSA key outside
+ * 2048..16384 bits or more than 4096 bcrypt rounds; {@linkcode TypeError}
+ * when `text` is not a string.
+ *
+ * @example Encode a generated key, then read it back
+ * ```ts
+ * import { encodePrivateKey, generatePrivateKey, parsePrivateKey } from "@fynx/ssh";
+ * import assert from "node:assert/strict";
+ *
+ * const key = generatePrivateKey("ecdsa-p384");
+ * const text = encodePrivateKey(key, { comment: "backup" });
+ * const again = parsePrivateKey(text);
+ * assert.equal(again.publicKey.comment, "backup");
+ * assert.deepEqual(again.publicKey.blob, key.publicKey.blob);
+ * const data = new TextEncoder().encode("data");
+ * assert.ok(key.publicKey.verify(data, again.sign(data), "ecdsa-sha2-nistp384"));
+ * ```
+ */
+export function parsePrivateKey(
+  text: string,
+  options: ParsePrivateKeyOptions = {},
+): PrivateKey {
+  if (typeof text !== "string") {
+    throw new TypeError("Cannot parse private key: text must be a string");
+  }
+  const passphrase = options.passphrase;
+  if (passphrase !== undefined && typeof passphrase !== "string") {
+    throw new TypeError(
+      "Cannot parse private key: passphrase must be a string",
+    );
+  }
+  const c = readContainer(pemBody(text));
+
+  // The public key in the clear part tells the type before any decryption,
+  // so unsupported or too-small keys are reported without a passphrase.
+  let type: string;
+  try {
+    type = new SshReader(c.publicBlob, "public key").utf8();
+  } catch (e) {
+    throw new KeyParseError(
+      "malformed",
+      `Malformed private key: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+  if (!isKeyType(type)) {
+    throw new KeyParseError(
+      "unsupported-key-type",
+      `Unsupported private key type ${JSON.stringify(type.slice(0, 64))}`,
+    );
+  }
+  let pub: SshPublicKey;
+  try {
+    pub = parsePublicKey(c.publicBlob) as SshPublicKey;
+  } catch (e) {
+    if (e instanceof RangeError) throw e;
+    throw new KeyParseError(
+      "malformed",
+      `Malformed private key: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+
+  const plain = decryptSection(c, passphrase);
+  const r = new SshReader(plain, "private key section");
+  const check1 = r.uint32();
+  const check2 = r.uint32();
+  if (check1 !== check2) {
+    throw new KeyParseError(
+      c.cipher.mode === null ? "malformed" : "wrong-passphrase",
+      c.cipher.mode === null
+        ? "Malformed private key: check integers differ"
+        : "Cannot decrypt private key: wrong passphrase",
+    );
+  }
+  try {
+    const innerType = r.utf8();
+    if (innerType !== type) {
+      throw new SyntaxError(
+        `Malformed private key: private section holds ${
+          JSON.stringify(innerType.slice(0, 64))
+        }, public key is ${type}`,
+      );
+    }
+    const secret = type === "ssh-rsa"
+      ? readRsaSecret(r, pub)
+      : readSecret(r, type, pub);
+    const comment = new TextDecoder().decode(r.string());
+    // PROTOCOL.key: padding bytes 1, 2, 3, ... up to the block size.
+    const pad = r.rest();
+    if (pad.length >= c.cipher.blockSize) {
+      throw new SyntaxError(
+        `Malformed private key: ${pad.length} bytes of padding, block size is ${c.cipher.blockSize}`,
+      );
+    }
+    for (let i = 0; i < pad.length; i++) {
+      if (pad[i] !== i + 1) {
+        throw new SyntaxError("Malformed private key: bad padding");
+      }
+    }
+    const withComment = pub.withComment(comment);
+    return privateKeyFromParts(withComment, secret);
+  } catch (e) {
+    if (e instanceof RangeError || e instanceof KeyParseError) throw e;
+    throw new KeyParseError(
+      "malformed",
+      (e as Error).message.startsWith("Malformed")
+        ? (e as Error).message
+        : `Malformed private key: ${(e as Error).message}`,
+      { cause: e },
+    );
+  } finally {
+    plain.fill(0);
+  }
+}
+
+/**
+ * Encodes one of our private keys as an unencrypted OpenSSH private key
+ * file (cipher and kdf `none`), the text `ssh-keygen -y -f` reads. Write
+ * it with mode 0600. Throws {@linkcode TypeError} for a key that
+ * {@linkcode parsePrivateKey} or `generatePrivateKey` did not create.
+ *
+ * @example Write a new host key file's contents
+ * ```ts
+ * import { encodePrivateKey, generatePrivateKey } from "@fynx/ssh";
+ * import assert from "node:assert/strict";
+ *
+ * const text = encodePrivateKey(generatePrivateKey("ed25519"), { comment: "host" });
+ * assert.ok(text.startsWith("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
+ * assert.ok(text.endsWith("-----END OPENSSH PRIVATE KEY-----\n"));
+ * ```
+ */
+export function encodePrivateKey(
+  key: PrivateKey,
+  options: EncodePrivateKeyOptions = {},
+): string {
+  const secret = privateParts(key);
+  const pub = key.publicKey as SshPublicKey;
+  const comment = options.comment ?? pub.comment;
+  if (typeof comment !== "string") {
+    throw new TypeError("Cannot encode private key: comment must be a string");
+  }
+  const check = new Uint32Array(1);
+  getRandomValues(check);
+  const w = new SshWriter(pub.blob.length * 3 + 256);
+  w.uint32(check[0]).uint32(check[0]).string(pub.type);
+  const parts = pub.parts;
+  if (parts.kind === "ed25519" && secret.kind === "ed25519") {
+    const sk = new Uint8Array(64);
+    sk.set(secret.seed);
+    sk.set(parts.a, 32);
+    w.string(parts.a).string(sk);
+    sk.fill(0);
+  } else if (parts.kind === "ecdsa" && secret.kind === "ecdsa") {
+    w.string(parts.curve.id).string(parts.q).mpintBytes(secret.d);
+  } else if (parts.kind === "rsa" && secret.kind === "rsa") {
+    w.mpintBytes(parts.n).mpintBytes(parts.e).mpintBytes(secret.d)
+      .mpintBytes(secret.iqmp).mpintBytes(secret.p).mpintBytes(secret.q);
+  } else {
+    throw new TypeError("Cannot encode private key: inconsistent key");
+  }
+  w.string(comment);
+  for (let i = 1; w.length % 8 !== 0; i++) w.byte(i);
+  const section = w.bytes();
+  const file = new SshWriter(section.length + pub.blob.length + 64)
+    .raw(MAGIC)
+    .string("none")
+    .string("none")
+    .string(new Uint8Array(0))
+    .uint32(1)
+    .string(pub.blob)
+    .string(section)
+    .bytes();
+  section.fill(0);
+  const b64 = encodeBase64(file);
+  const lines: string[] = [BEGIN];
+  // OpenSSH wraps the body at 70 columns.
+  for (let i = 0; i < b64.length; i += 70) lines.push(b64.slice(i, i + 70));
+  lines.push(END, "");
+  return lines.join("\n");
+}

@@ -1,0 +1,389 @@
+/**
+ * The SSH server: {@linkcode serve} listens on TCP; {@linkcode
+ * acceptConnection} runs one server connection over any {@linkcode Duplex}.
+ *
+ * The application supplies host keys, authentication callbacks and a session
+ * handler; the server enforces the protocol and its pre-authentication
+ * limits (login grace time, concurrent unauthenticated connections, attempts
+ * per connection).
+ *
+ * @example Serve on a loopback port with a password check
+ * ```ts
+ * import { serve, commandSessionHandler } from "@fynx/ssh/server";
+ * import { generatePrivateKey } from "@fynx/ssh";
+ *
+ * const server = serve({
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   hostKeys: [generatePrivateKey("ed25519")],
+ *   password: ({ password }) => password === "correct horse",
+ *   onSession: commandSessionHandler(),
+ * });
+ * console.log(`listening on port ${server.addr.port}`);
+ * await server.close();
+ * ```
+ *
+ * @module
+ */
+import { Inbox } from "./auth/_inbox.ts";
+import { runServerAuth, type ServerAuthOptions, type ServerAuthResult } from "./auth/server.ts";
+import { Connection } from "./connection/connection.ts";
+import type { ServerSession } from "./connection/mod.ts";
+import { DisconnectError } from "./errors.ts";
+import { SIGNATURE_ALGORITHMS } from "./keys/mod.ts";
+import type { PrivateKey } from "./keys/types.ts";
+import type { AlgorithmPreferences } from "./transport/algorithms.ts";
+import { type Duplex, Transport } from "./transport/transport.ts";
+import { DisconnectReason, Msg } from "./wire/messages.ts";
+
+export type { AuthContext, ServerAuthOptions, ServerAuthResult } from "./auth/server.ts";
+export { commandSessionHandler } from "./connection/mod.ts";
+export type { ServerSession, SessionRequest } from "./connection/mod.ts";
+
+/** Facts about one client connection. */
+export interface ConnectionInfo {
+  /** Peer address as `host:port`, when known. */
+  remoteAddress?: string;
+  /** The authenticated user (after authentication). */
+  username?: string;
+  /** The authentication result (after authentication). */
+  auth?: ServerAuthResult;
+}
+
+/** Options for {@linkcode acceptConnection}. */
+export interface ServerConnectionOptions extends ServerAuthOptions {
+  /** Host keys to offer (one per type is typical). */
+  hostKeys: readonly PrivateKey[];
+  /** Algorithm preferences; the defaults are the hardened set. */
+  algorithms?: Partial<AlgorithmPreferences>;
+  /**
+   * Called for each session channel a client opens, after authentication.
+   * Without it session channels are refused.
+   */
+  onSession?: (session: ServerSession, info: ConnectionInfo) => void;
+  /**
+   * Milliseconds a client has to authenticate (sshd `LoginGraceTime`).
+   * @default {120000}
+   */
+  loginGraceTime?: number;
+  /**
+   * Milliseconds between `keepalive@openssh.com` probes after
+   * authentication (0 disables; sshd `ClientAliveInterval`).
+   * @default {0}
+   */
+  keepaliveInterval?: number;
+  /**
+   * Unanswered probes before closing (`ClientAliveCountMax`).
+   * @default {3}
+   */
+  keepaliveCountMax?: number;
+  /**
+   * Bytes under one set of keys before rekeying.
+   * @default {1073741824}
+   */
+  rekeyBytes?: number;
+  /**
+   * Milliseconds under one set of keys before rekeying.
+   * @default {3600000}
+   */
+  rekeyInterval?: number;
+  /** Peer address for logs and callbacks. */
+  remoteAddress?: string;
+  /** Called once authentication succeeded. */
+  onAuthenticated?: (info: ConnectionInfo) => void;
+}
+
+/** One server-side connection. */
+export interface ServerConnection {
+  /** Connection facts; `username` is set once authenticated. */
+  readonly info: ConnectionInfo;
+  /** Resolves when the connection closes, with the reason if it failed. */
+  readonly closed: Promise<Error | undefined>;
+  /** Resolves once the client is authenticated (rejects if it never is). */
+  readonly authenticated: Promise<ServerAuthResult>;
+  /** The transport (diagnostics and tests). */
+  readonly transport: Transport;
+  /** The connection layer, once authenticated. */
+  readonly connection: Connection | null;
+  /** Sends DISCONNECT and closes. */
+  close(reason?: number, description?: string): Promise<void>;
+}
+
+/**
+ * Runs the server side of one SSH connection over `duplex`. Resolves as
+ * soon as the connection is set up (before the handshake); watch
+ * `authenticated` and `closed`.
+ */
+export function acceptConnection(duplex: Duplex, options: ServerConnectionOptions): Promise<ServerConnection> {
+  const info: ConnectionInfo = { remoteAddress: options.remoteAddress };
+  const inbox = new Inbox();
+  let connection: Connection | null = null;
+  let authed = false;
+  const transport = new Transport(duplex, {
+    side: "server",
+    hostKeys: options.hostKeys,
+    algorithms: options.algorithms,
+    rekeyBytes: options.rekeyBytes,
+    rekeyInterval: options.rekeyInterval,
+    serverSigAlgs: SIGNATURE_ALGORITHMS,
+    onMessage: (payload) => {
+      const type = payload[0];
+      if (!authed) {
+        if (type === Msg.SERVICE_REQUEST || type === Msg.USERAUTH_REQUEST || type === Msg.USERAUTH_INFO_RESPONSE) {
+          inbox.push(payload);
+          return;
+        }
+        // Server-to-client messages from a client (libssh CVE-2018-10933) and
+        // connection messages before authentication (AsyncSSH CVE-2018-7749).
+        throw new DisconnectError(
+          DisconnectReason.PROTOCOL_ERROR,
+          `Unexpected message ${type} before authentication completed`,
+        );
+      }
+      // RFC 4252 section 5.1: requests after success are ignored.
+      if (type === Msg.USERAUTH_REQUEST) return;
+      if (type >= 80 && type <= 127) return connection!.dispatch(payload);
+      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Unexpected message ${type} after authentication`);
+    },
+  });
+  transport.closed.then((e) => {
+    const err = e ?? new DisconnectError(DisconnectReason.CONNECTION_LOST, "Connection closed");
+    inbox.close(err);
+    connection?.close(err);
+  });
+  const grace = options.loginGraceTime ?? 120_000;
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  const authenticated = (async (): Promise<ServerAuthResult> => {
+    if (grace > 0) {
+      graceTimer = setTimeout(() => {
+        transport.disconnect(
+          DisconnectReason.PROTOCOL_ERROR,
+          `Authentication timeout: no login within ${grace} ms`,
+        ).catch(() => {});
+      }, grace);
+    }
+    try {
+      await transport.start();
+      const result = await runServerAuth(
+        { send: (p) => transport.send(p), sessionId: transport.sessionId },
+        inbox,
+        options,
+        options.remoteAddress,
+      );
+      authed = true;
+      transport.authenticated();
+      info.username = result.username;
+      info.auth = result;
+      connection = new Connection({ send: (p) => transport.send(p) }, {
+        side: "server",
+        onSessionOpen: options.onSession ? (session: ServerSession) => options.onSession!(session, info) : undefined,
+      });
+      options.onAuthenticated?.(info);
+      return result;
+    } catch (e) {
+      if (!transport.isClosed) {
+        const err = e instanceof DisconnectError
+          ? e
+          : new DisconnectError(DisconnectReason.PROTOCOL_ERROR, (e as Error).message);
+        await transport.disconnect(err.reason, err.message);
+      }
+      throw (await transport.closed) ?? e;
+    } finally {
+      clearTimeout(graceTimer);
+    }
+  })();
+  authenticated.catch(() => {});
+  let keepalive: ReturnType<typeof setInterval> | undefined;
+  authenticated.then(() => {
+    const interval = options.keepaliveInterval ?? 0;
+    if (interval <= 0) return;
+    const max = options.keepaliveCountMax ?? 3;
+    let outstanding = 0;
+    keepalive = setInterval(() => {
+      if (outstanding >= max) {
+        clearInterval(keepalive);
+        transport.disconnect(DisconnectReason.CONNECTION_LOST, `Timeout, client not responding to ${max} keepalives`)
+          .catch(() => {});
+        return;
+      }
+      outstanding++;
+      connection?.globalRequest("keepalive@openssh.com", undefined, { wantReply: true }).then(() => {
+        outstanding = 0;
+      }, () => {});
+    }, interval);
+  }, () => {});
+  transport.closed.then(() => clearInterval(keepalive));
+  const server: ServerConnection = {
+    info,
+    closed: transport.closed,
+    authenticated,
+    transport,
+    get connection() {
+      return connection;
+    },
+    close: (reason = DisconnectReason.BY_APPLICATION, description = "Server closing") =>
+      transport.disconnect(reason, description),
+  };
+  return Promise.resolve(server);
+}
+
+/** Options for {@linkcode serve}. */
+export interface ServeOptions extends ServerConnectionOptions {
+  /**
+   * Address to listen on.
+   * @default {"0.0.0.0"}
+   */
+  hostname?: string;
+  /**
+   * TCP port (0 picks a free one).
+   * @default {22}
+   */
+  port?: number;
+  /**
+   * Unauthenticated connections at which new ones start being refused at
+   * random, the refusal rate, and the hard cap (sshd `MaxStartups
+   * start:rate:full`).
+   * @default {{ start: 10, rate: 30, full: 100 }}
+   */
+  maxStartups?: { start: number; rate: number; full: number };
+  /** Called for each connection and its outcome (for logs). */
+  onLog?: (event: ServerLogEvent) => void;
+  /** Stops the server when aborted. */
+  signal?: AbortSignal;
+}
+
+/** One log event from {@linkcode serve}. */
+export type ServerLogEvent =
+  | { type: "connect"; remoteAddress: string }
+  | { type: "refused"; remoteAddress: string; reason: string }
+  | { type: "auth"; remoteAddress: string; username: string; methods: string[]; key?: string }
+  | { type: "auth-failed"; remoteAddress: string; reason: string }
+  | { type: "close"; remoteAddress: string; username?: string; reason?: string };
+
+/** A listening SSH server. */
+export interface SshServer {
+  /** The address it listens on. */
+  readonly addr: Deno.NetAddr;
+  /** Currently open connections. */
+  readonly connections: number;
+  /** Connections that have not authenticated yet. */
+  readonly unauthenticated: number;
+  /** Resolves when the server has stopped and every connection closed. */
+  readonly finished: Promise<void>;
+  /** Stops listening and closes every connection. */
+  close(): Promise<void>;
+}
+
+/** Listens on TCP and serves SSH connections. */
+export function serve(options: ServeOptions): SshServer {
+  const listener = Deno.listen({ hostname: options.hostname ?? "0.0.0.0", port: options.port ?? 22 });
+  const live = new Set<ServerConnection>();
+  const pending = new Set<Promise<unknown>>();
+  let unauthenticated = 0;
+  let stopping = false;
+  const startups = options.maxStartups ?? { start: 10, rate: 30, full: 100 };
+  const log = options.onLog ?? (() => {});
+
+  const handle = async (conn: Deno.TcpConn) => {
+    const addr = conn.remoteAddr;
+    const remoteAddress = `${addr.hostname}:${addr.port}`;
+    // MaxStartups: random early drop between start and full.
+    if (unauthenticated >= startups.full) {
+      log({ type: "refused", remoteAddress, reason: "too many unauthenticated connections" });
+      conn.close();
+      return;
+    }
+    if (unauthenticated >= startups.start) {
+      const p = startups.rate + (100 - startups.rate) * (unauthenticated - startups.start) /
+          Math.max(1, startups.full - startups.start);
+      if (Math.random() * 100 < p) {
+        log({ type: "refused", remoteAddress, reason: "too many unauthenticated connections" });
+        conn.close();
+        return;
+      }
+    }
+    conn.setNoDelay(true);
+    log({ type: "connect", remoteAddress });
+    unauthenticated++;
+    let counted = true;
+    const uncount = () => {
+      if (counted) unauthenticated--;
+      counted = false;
+    };
+    let server: ServerConnection;
+    try {
+      server = await acceptConnection(conn, { ...options, remoteAddress });
+    } catch (e) {
+      uncount();
+      conn.close();
+      log({ type: "close", remoteAddress, reason: (e as Error).message });
+      return;
+    }
+    live.add(server);
+    server.authenticated.then((r) => {
+      uncount();
+      log({ type: "auth", remoteAddress, username: r.username, methods: r.methods, key: r.key?.fingerprint() });
+    }, (e) => {
+      uncount();
+      log({ type: "auth-failed", remoteAddress, reason: (e as Error)?.message ?? String(e) });
+    });
+    const reason = await server.closed;
+    await server.authenticated.catch(() => {});
+    live.delete(server);
+    log({ type: "close", remoteAddress, username: server.info.username, reason: reason?.message });
+  };
+
+  const acceptLoop = (async () => {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        break;
+      }
+      if (stopping) {
+        conn.close();
+        break;
+      }
+      const p = handle(conn).catch(() => {});
+      pending.add(p);
+      p.finally(() => pending.delete(p));
+    }
+  })();
+
+  let finished: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    if (finished) return finished;
+    stopping = true;
+    try {
+      listener.close();
+    } catch {
+      // Already closed.
+    }
+    finished = (async () => {
+      await acceptLoop;
+      await Promise.all([...live].map((c) => c.close(DisconnectReason.BY_APPLICATION, "Server shutting down")));
+      await Promise.all([...pending]);
+    })();
+    return finished;
+  };
+  options.signal?.addEventListener("abort", () => close(), { once: true });
+  let finishedResolve!: () => void;
+  const finishedPromise = new Promise<void>((r) => (finishedResolve = r));
+  acceptLoop.then(async () => {
+    await (finished ?? close());
+    finishedResolve();
+  });
+
+  return {
+    addr: listener.addr as Deno.NetAddr,
+    get connections() {
+      return live.size;
+    },
+    get unauthenticated() {
+      return unauthenticated;
+    },
+    finished: finishedPromise,
+    close,
+  };
+}

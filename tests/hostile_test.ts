@@ -1,0 +1,422 @@
+/**
+ * Hostile-peer tests (../shared/THREATS.md): malformed version lines,
+ * oversized lengths, bad padding, bad MACs, out-of-order messages,
+ * Terrapin-style injection, stalled and flooding connections. After each,
+ * the server must still serve a well-behaved client.
+ */
+import assert from "node:assert/strict";
+import { connect } from "../client.ts";
+import { serve, type ServeOptions, type SshServer } from "../server.ts";
+import { commandSessionHandler } from "../connection/mod.ts";
+import { DisconnectError } from "../errors.ts";
+import { kexMethod } from "../transport/kex/mod.ts";
+import { Transport } from "../transport/transport.ts";
+import { CIPHER_NAMES, cipherInfo } from "../transport/cipher/mod.ts";
+import { acceptConnection } from "../server.ts";
+import { memoryDuplexPair } from "../transport/duplex.ts";
+import { DisconnectReason, Msg } from "../wire/messages.ts";
+import { SshWriter } from "../wire/writer.ts";
+import { clientKexInit, RawPeer } from "./_raw_peer.ts";
+import { testKey } from "./_helpers.ts";
+
+const hostKey = testKey("ed25519");
+
+async function withServer(
+  options: Partial<ServeOptions>,
+  fn: (server: SshServer, port: number) => Promise<void>,
+): Promise<void> {
+  const server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    hostKeys: [hostKey],
+    password: ({ username, password }) => username === "alice" && password === "wonderland",
+    onSession: commandSessionHandler(),
+    ...options,
+  });
+  try {
+    await fn(server, server.addr.port);
+    // Whatever happened, the server still serves a well-behaved client.
+    const client = await connect({
+      hostname: "127.0.0.1",
+      port: server.addr.port,
+      username: "alice",
+      password: "wonderland",
+      verifyHostKey: () => true,
+    });
+    const r = await client.exec("echo alive");
+    assert.equal(new TextDecoder().decode(r.stdout), "alive\n");
+    await client.close();
+  } finally {
+    await server.close();
+  }
+}
+
+async function rawAfterVersion(port: number): Promise<RawPeer> {
+  const peer = await RawPeer.connect(port);
+  await peer.write("SSH-2.0-hostile\r\n");
+  const line = await peer.readLine();
+  assert.match(line, /^SSH-2\.0-/);
+  return peer;
+}
+
+Deno.test("server closes on a first line that is not SSH-2.0", async () => {
+  await withServer({}, async (_s, port) => {
+    const peer = await RawPeer.connect(port);
+    try {
+      await peer.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+      assert.match(await peer.readLine(), /^SSH-2\.0-Fynx/);
+      assert.equal(await peer.waitClosed(), true);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+Deno.test("server closes on an identification line over 255 bytes", async () => {
+  await withServer({}, async (_s, port) => {
+    const peer = await RawPeer.connect(port);
+    try {
+      await peer.write("SSH-2.0-" + "a".repeat(300) + "\r\n");
+      assert.equal(await peer.waitClosed(), true);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+for (
+  const [name, bytes] of [
+    ["packet length 0xFFFFFFFF", RawPeer.frame(new Uint8Array([Msg.IGNORE, 0, 0, 0, 0]), { lengthOverride: 0xffffffff })],
+    ["packet length 0", new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0])],
+    ["packet length 262145", RawPeer.frame(new Uint8Array([Msg.IGNORE]), { lengthOverride: 262145 })],
+    ["length not a multiple of the block size", RawPeer.frame(new Uint8Array([Msg.IGNORE]), { lengthOverride: 13 })],
+    ["padding shorter than 4 bytes", RawPeer.frame(new Uint8Array([Msg.IGNORE]), { padding: 2 })],
+    ["padding longer than the packet", RawPeer.frame(new Uint8Array([Msg.IGNORE, 0, 0, 0, 0, 0, 0, 0, 0, 0]), { padding: 250 })],
+  ] as const
+) {
+  Deno.test(`server sends DISCONNECT for ${name}`, async () => {
+    await withServer({}, async (_s, port) => {
+      const peer = await rawAfterVersion(port);
+      try {
+        await peer.write(bytes);
+        const d = await peer.readUntilDisconnect();
+        assert.ok(d, "expected a DISCONNECT");
+        assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR, d.description);
+        assert.equal(await peer.waitClosed(), true);
+      } finally {
+        peer.close();
+      }
+    });
+  });
+}
+
+for (
+  const [name, payload] of [
+    ["a name-list length of 0xFFFFFFFF", new Uint8Array([Msg.KEXINIT, ...new Uint8Array(16), 0xff, 0xff, 0xff, 0xff, 0x61])],
+    ["a name-list length of remaining+1", new Uint8Array([Msg.KEXINIT, ...new Uint8Array(16), 0, 0, 0, 2, 0x61])],
+    ["a truncated KEXINIT", new Uint8Array([Msg.KEXINIT, 1, 2, 3])],
+  ] as const
+) {
+  Deno.test(`server sends DISCONNECT for ${name}`, async () => {
+    await withServer({}, async (_s, port) => {
+      const peer = await rawAfterVersion(port);
+      try {
+        await peer.sendPacket(payload);
+        const d = await peer.readUntilDisconnect();
+        assert.ok(d);
+        assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR);
+        assert.match(d.description, /Malformed KEXINIT/);
+      } finally {
+        peer.close();
+      }
+    });
+  });
+}
+
+Deno.test("Terrapin: IGNORE before KEXINIT is fatal under strict kex", async () => {
+  await withServer({}, async (_s, port) => {
+    const peer = await rawAfterVersion(port);
+    try {
+      await peer.sendPacket(new SshWriter().byte(Msg.IGNORE).string("x").bytes());
+      await peer.sendPacket(clientKexInit({ strict: true }));
+      const d = await peer.readUntilDisconnect();
+      assert.ok(d);
+      assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR);
+      assert.match(d.description, /not the first packet/);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+/** Runs a manual curve25519 exchange up to the server's NEWKEYS. */
+async function kexUntilNewKeys(peer: RawPeer, strict: boolean, ignoreFirst = false): Promise<void> {
+  if (ignoreFirst) await peer.sendPacket(new SshWriter().byte(Msg.IGNORE).string("x").bytes());
+  await peer.sendPacket(clientKexInit({ strict }));
+  const kex = kexMethod("curve25519-sha256").client();
+  await peer.sendPacket(new SshWriter().byte(Msg.KEX_INIT).raw(kex.publicEncoded).bytes());
+  const types: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const p = await peer.readPacket();
+    assert.ok(p, "server closed during kex");
+    types.push(p[0]);
+  }
+  assert.deepEqual(types, [Msg.KEXINIT, Msg.KEX_REPLY, Msg.NEWKEYS]);
+}
+
+Deno.test("Terrapin: IGNORE before KEXINIT is tolerated without strict kex", async () => {
+  await withServer({}, async (_s, port) => {
+    const peer = await rawAfterVersion(port);
+    try {
+      await kexUntilNewKeys(peer, false, true);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+Deno.test("Terrapin: IGNORE between KEX reply and NEWKEYS is fatal under strict kex", async () => {
+  await withServer({}, async (_s, port) => {
+    const peer = await rawAfterVersion(port);
+    try {
+      await kexUntilNewKeys(peer, true);
+      await peer.sendPacket(new SshWriter().byte(Msg.IGNORE).string("x").bytes());
+      // The server has switched its sending keys, so its DISCONNECT is
+      // encrypted; what we can observe is that it closes at once.
+      assert.equal(await peer.waitClosed(2000), true);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+Deno.test("Terrapin: IGNORE between KEX reply and NEWKEYS is tolerated without strict kex", async () => {
+  await withServer({}, async (_s, port) => {
+    const peer = await rawAfterVersion(port);
+    try {
+      await kexUntilNewKeys(peer, false);
+      await peer.sendPacket(new SshWriter().byte(Msg.IGNORE).string("x").bytes());
+      assert.equal(await peer.waitClosed(300), false);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+Deno.test("a message that belongs after kex, sent during kex, is fatal", async () => {
+  await withServer({}, async (_s, port) => {
+    const peer = await rawAfterVersion(port);
+    try {
+      await peer.sendPacket(clientKexInit({ strict: false }));
+      await peer.sendPacket(new SshWriter().byte(Msg.SERVICE_REQUEST).string("ssh-userauth").bytes());
+      const d = await peer.readUntilDisconnect();
+      assert.ok(d);
+      assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+/** Our transport as a raw client: real keys, then whatever messages the test sends. */
+async function rawTransport(port: number): Promise<Transport> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const t = new Transport(conn, { side: "client", verifyHostKey: () => true, onMessage: () => {} });
+  await t.start();
+  return t;
+}
+
+for (
+  const [name, payload] of [
+    ["USERAUTH_SUCCESS from a client", new Uint8Array([Msg.USERAUTH_SUCCESS])],
+    ["CHANNEL_OPEN before authentication", new SshWriter().byte(Msg.CHANNEL_OPEN).string("session").uint32(0).uint32(65536).uint32(32768).bytes()],
+    ["USERAUTH_REQUEST before SERVICE_REQUEST", new SshWriter().byte(Msg.USERAUTH_REQUEST).string("alice").string("ssh-connection").string("none").bytes()],
+    ["GLOBAL_REQUEST before authentication", new SshWriter().byte(Msg.GLOBAL_REQUEST).string("x").boolean(true).bytes()],
+  ] as const
+) {
+  Deno.test(`server disconnects on ${name}`, async () => {
+    await withServer({}, async (_s, port) => {
+      const t = await rawTransport(port);
+      await t.send(payload).catch(() => {});
+      const reason = await t.closed;
+      assert.ok(reason instanceof DisconnectError, String(reason));
+      assert.equal(reason.fromPeer, true);
+      assert.equal(reason.reason, DisconnectReason.PROTOCOL_ERROR);
+    });
+  });
+}
+
+Deno.test("server disconnects on data for an unknown channel after auth", async () => {
+  await withServer({}, async (_s, port) => {
+    const client = await connect({
+      hostname: "127.0.0.1",
+      port,
+      username: "alice",
+      password: "wonderland",
+      verifyHostKey: () => true,
+    });
+    await client.transport.send(new SshWriter().byte(Msg.CHANNEL_DATA).uint32(99).string("x").bytes()).catch(() => {});
+    const reason = await client.closed;
+    assert.ok(reason instanceof DisconnectError);
+    assert.equal(reason.reason, DisconnectReason.PROTOCOL_ERROR);
+  });
+});
+
+Deno.test("a flipped byte after kex always ends in a MAC or length error", async () => {
+  for (const cipher of CIPHER_NAMES) {
+    const macs = cipherInfo(cipher).aead ? [undefined] : ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-256"];
+    for (const mac of macs) {
+      const algorithms = { cipher: [cipher], ...(mac ? { mac: [mac] } : {}) };
+      let flip = false;
+      const [a, b] = memoryDuplexPair();
+      // Man in the middle on the client-to-server direction.
+      const tamper = new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          if (flip && chunk.length >= 16) {
+            flip = false;
+            const copy = chunk.slice();
+            copy[copy.length >> 1] ^= 0x01;
+            controller.enqueue(copy);
+          } else controller.enqueue(chunk);
+        },
+      });
+      const clientSide = { readable: a.readable, writable: tamper.writable };
+      tamper.readable.pipeTo(a.writable).catch(() => {});
+      const server = await acceptConnection(b, {
+        hostKeys: [hostKey],
+        password: () => true,
+        onSession: commandSessionHandler(),
+        algorithms,
+      });
+      const client = await connect({
+        transport: clientSide,
+        username: "u",
+        password: "p",
+        verifyHostKey: () => true,
+        algorithms,
+      });
+      flip = true;
+      await assert.rejects(client.exec("echo hi"));
+      const reason = await server.closed;
+      assert.ok(reason instanceof DisconnectError, `${cipher}/${mac}: ${reason}`);
+      assert.ok(
+        reason.reason === DisconnectReason.MAC_ERROR || reason.reason === DisconnectReason.PROTOCOL_ERROR,
+        `${cipher}/${mac}: reason ${reason.reason} ${reason.message}`,
+      );
+      await client.closed;
+    }
+  }
+});
+
+Deno.test("stalled connections are released after the login grace time", async () => {
+  await withServer({ loginGraceTime: 300 }, async (server, port) => {
+    const peers: RawPeer[] = [];
+    try {
+      for (let i = 0; i < 4; i++) {
+        const p = await RawPeer.connect(port);
+        // Stall at different stages: before and after the version line.
+        if (i % 2) await p.write("SSH-2.0-staller\r\n");
+        peers.push(p);
+      }
+      const deadline = Date.now() + 2000;
+      while (server.unauthenticated < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(server.unauthenticated, 4);
+      for (const p of peers) assert.equal(await p.waitClosed(3000), true);
+      const until = Date.now() + 2000;
+      while (server.unauthenticated > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(server.unauthenticated, 0);
+      assert.equal(server.connections, 0);
+    } finally {
+      for (const p of peers) p.close();
+    }
+  });
+});
+
+Deno.test("MaxStartups refuses connections beyond the hard cap", async () => {
+  await withServer({ maxStartups: { start: 3, rate: 100, full: 3 }, loginGraceTime: 2000 }, async (server, port) => {
+    const peers: RawPeer[] = [];
+    try {
+      for (let i = 0; i < 3; i++) peers.push(await RawPeer.connect(port));
+      const deadline = Date.now() + 2000;
+      while (server.unauthenticated < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      const extra = await RawPeer.connect(port);
+      peers.push(extra);
+      assert.equal(await extra.waitClosed(2000), true);
+    } finally {
+      for (const p of peers) p.close();
+    }
+    const until = Date.now() + 3000;
+    while (server.unauthenticated > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  });
+});
+
+Deno.test("auth failures take the same time for known and unknown users", async () => {
+  await withServer({
+    maxAuthTries: 1000,
+    failureDelay: 5,
+    password: ({ username, password }) => {
+      if (username !== "alice") return false;
+      // Simulate real password hashing work for a known user only.
+      const end = performance.now() + 2;
+      while (performance.now() < end) { /* busy */ }
+      return password === "wonderland";
+    },
+  }, async (_s, port) => {
+    const medians: Record<string, number> = {};
+    for (const [user, password] of [["alice", "x"], ["nobody", "x"], ["alice", "y".repeat(1000)], ["nobody", "y".repeat(1000)]]) {
+      const replies: ((p: Uint8Array) => void)[] = [];
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const t = new Transport(conn, {
+        side: "client",
+        verifyHostKey: () => true,
+        onMessage: (p) => replies.shift()?.(p),
+      });
+      await t.start();
+      const next = () => new Promise<Uint8Array>((r) => replies.push(r));
+      let reply = next();
+      await t.send(new SshWriter().byte(Msg.SERVICE_REQUEST).string("ssh-userauth").bytes());
+      await reply;
+      const times: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        reply = next();
+        const start = performance.now();
+        await t.send(
+          new SshWriter().byte(Msg.USERAUTH_REQUEST).string(user).string("ssh-connection").string("password")
+            .boolean(false).string(password).bytes(),
+        );
+        const p = await reply;
+        times.push(performance.now() - start);
+        assert.equal(p[0], Msg.USERAUTH_FAILURE);
+      }
+      times.sort((x, y) => x - y);
+      medians[`${user}/${password.length}`] = times[100];
+      await t.disconnect();
+    }
+    const values = Object.values(medians);
+    const spread = Math.max(...values) - Math.min(...values);
+    assert.ok(spread < 1, `medians differ by ${spread.toFixed(2)} ms: ${JSON.stringify(medians)}`);
+  });
+});
+
+Deno.test("an IGNORE flood is absorbed without growing memory", async () => {
+  await withServer({}, async (_s, port) => {
+    const client = await connect({
+      hostname: "127.0.0.1",
+      port,
+      username: "alice",
+      password: "wonderland",
+      verifyHostKey: () => true,
+    });
+    try {
+      const ignore = new SshWriter().byte(Msg.IGNORE).string(new Uint8Array(64)).bytes();
+      const before = Deno.memoryUsage().heapUsed;
+      for (let i = 0; i < 100_000; i++) await client.transport.send(ignore);
+      const r = await client.exec("echo after flood");
+      assert.equal(new TextDecoder().decode(r.stdout), "after flood\n");
+      const grown = Deno.memoryUsage().heapUsed - before;
+      assert.ok(grown < 64 * 1024 * 1024, `heap grew by ${grown} bytes`);
+    } finally {
+      await client.close();
+    }
+  });
+});

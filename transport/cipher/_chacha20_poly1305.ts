@@ -1,0 +1,126 @@
+/**
+ * `chacha20-poly1305@openssh.com` (OpenSSH PROTOCOL.chacha20poly1305).
+ *
+ * The 64-byte key is two ChaCha20 keys: K_2 (the first 32 bytes) encrypts the
+ * payload and keys Poly1305, K_1 (the last 32 bytes) encrypts only the
+ * 4-byte `packet_length`. Both use the original ChaCha20 layout: a 64-bit
+ * block counter and a 64-bit nonce, the nonce being the packet sequence
+ * number as a big-endian uint64. The Poly1305 key is the first 32 bytes of
+ * K_2's block 0; the payload uses blocks from 1 on; the tag covers the
+ * encrypted length followed by the encrypted payload and is checked before
+ * anything is decrypted.
+ *
+ * ChaCha20 is node:crypto's native `chacha20` (about 900 MB/s here). Its
+ * 16-byte IV is ChaCha state words 12..15 in little-endian order (OpenSSL's
+ * layout): for OpenSSH's construction that is the 64-bit counter little-endian
+ * followed by the sequence number big-endian. Poly1305 is @noble/ciphers
+ * (pure JS; node:crypto and Web Crypto expose no bare Poly1305).
+ *
+ * @module
+ */
+import { createCipheriv } from "node:crypto";
+import { poly1305 } from "@noble/ciphers/_poly1305.js";
+import {
+  checkKeyLength,
+  checkSeq,
+  constantTimeEqual,
+  MacError,
+  readUint32,
+  streamXor,
+  view,
+} from "./_common.ts";
+import type { DirectionKeys, PacketCipher } from "./types.ts";
+
+const TAG = 16;
+/** One ChaCha20 block of zeros: its keystream gives the Poly1305 key. */
+const BLOCK0 = new Uint8Array(64);
+
+/** The 16-byte node:crypto IV for block 0 and nonce `seq`. */
+function chachaIv(seq: number): Uint8Array {
+  const iv = new Uint8Array(16);
+  // bytes 0..7: counter 0 (little-endian); bytes 8..15: uint64 seq, big-endian.
+  iv[12] = seq >>> 24;
+  iv[13] = seq >>> 16;
+  iv[14] = seq >>> 8;
+  iv[15] = seq;
+  return iv;
+}
+
+/** One direction of chacha20-poly1305@openssh.com. */
+export class ChachaPolyCipher implements PacketCipher {
+  /** OpenSSH pads to 8 bytes for this cipher. */
+  readonly blockSize: number = 8;
+  /** The length is encrypted on its own, outside the padded part. */
+  readonly lengthInClear: boolean = true;
+  /** The encrypted uint32 length. */
+  readonly headLength: number = 4;
+  /** The Poly1305 tag. */
+  readonly tagLength: number = TAG;
+  readonly #mainKey: Uint8Array;
+  readonly #headerKey: Uint8Array;
+
+  /** @param keys Key (64 bytes); no IV, no MAC key. */
+  constructor(keys: DirectionKeys) {
+    checkKeyLength("chacha20-poly1305@openssh.com key", keys.key, 64);
+    this.#mainKey = keys.key.slice(0, 32);
+    this.#headerKey = keys.key.slice(32, 64);
+  }
+
+  /** Returns `encrypted length || encrypted rest || tag`. */
+  seal(seq: number, packet: Uint8Array): Uint8Array {
+    checkSeq(seq);
+    const n = packet.length;
+    const iv = chachaIv(seq);
+    const out = new Uint8Array(n + TAG);
+    out.set(streamXor("chacha20", this.#headerKey, iv, packet.subarray(0, 4)));
+    const main = createCipheriv("chacha20", this.#mainKey, iv);
+    // Block 0 yields the Poly1305 key; the stream then continues at block 1.
+    const polyKey = main.update(BLOCK0).subarray(0, 32);
+    out.set(main.update(packet.subarray(4)), 4);
+    main.final(); // Deno keeps the cipher as a resource until final()
+    out.set(poly1305(out.subarray(0, n), polyKey), n);
+    return out;
+  }
+
+  /** Decrypts the 4-byte length with K_1. */
+  packetLength(seq: number, head: Uint8Array): number {
+    checkSeq(seq);
+    if (head.length < 4) {
+      throw new RangeError(
+        `Cannot read length of packet ${seq}: need 4 bytes, got ${head.length}`,
+      );
+    }
+    return readUint32(
+      streamXor(
+        "chacha20",
+        this.#headerKey,
+        chachaIv(seq),
+        head.subarray(0, 4),
+      ),
+    );
+  }
+
+  /** Verifies the tag, then returns the decrypted `padding_length || payload || padding`. */
+  open(seq: number, wire: Uint8Array): Uint8Array {
+    checkSeq(seq);
+    const n = wire.length - TAG;
+    if (n < 4) {
+      throw new RangeError(
+        `Cannot open packet ${seq}: ${wire.length} bytes is too short`,
+      );
+    }
+    const main = createCipheriv("chacha20", this.#mainKey, chachaIv(seq));
+    try {
+      const polyKey = main.update(BLOCK0).subarray(0, 32);
+      const tag = poly1305(wire.subarray(0, n), polyKey);
+      if (!constantTimeEqual(tag, wire.subarray(n))) {
+        throw new MacError(
+          `Cannot open packet ${seq}: authentication tag mismatch`,
+        );
+      }
+      return view(main.update(wire.subarray(4, n)));
+    } finally {
+      main.final(); // Deno keeps the cipher as a resource until final()
+    }
+  }
+}

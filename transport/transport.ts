@@ -1,0 +1,913 @@
+/**
+ * The SSH transport layer (RFC 4253): version exchange, binary packets,
+ * key exchange and rekeying, strict KEX, EXT_INFO, DISCONNECT.
+ *
+ * Upper layers (auth, connection) see whole message payloads: they call
+ * {@linkcode Transport.send} and receive through
+ * {@linkcode TransportOptions.onMessage}. Rekeying is invisible to them:
+ * while a key exchange runs, their sends wait (one pending promise per
+ * writer, nothing buffered beyond that) and go out once NEWKEYS is sent.
+ *
+ * @module
+ */
+import { DisconnectError, HostKeyError } from "../errors.ts";
+import type { PrivateKey, PublicKey } from "../keys/types.ts";
+import { parsePublicKey } from "../keys/mod.ts";
+import { DisconnectReason, Msg } from "../wire/messages.ts";
+import { SshReader } from "../wire/reader.ts";
+import { SshWriter } from "../wire/writer.ts";
+import { ByteReader } from "./_byte_reader.ts";
+import {
+  type AlgorithmPreferences,
+  decodeKexInit,
+  encodeKexInit,
+  guessWasRight,
+  type KexInit,
+  type Negotiated,
+  negotiate,
+  resolvePreferences,
+} from "./algorithms.ts";
+import { cipherInfo, createNoneCipher, createPacketCipher, MacError, macInfo } from "./cipher/mod.ts";
+import type { PacketCipher } from "./cipher/types.ts";
+import { type Compressor, createCompressor, createDecompressor, type Decompressor } from "./compression.ts";
+import { deriveKey, hashBytes } from "./kex/derive.ts";
+import { kexMethod } from "./kex/mod.ts";
+import type { HashName, KexClient, KexMethod } from "./kex/types.ts";
+import type { Duplex } from "./duplex.ts";
+import { makeIdentification, readIdentification } from "./version.ts";
+
+export type { Duplex };
+
+/** Largest `packet_length` we accept (RFC 4253 section 6.1 asks for 35000; OpenSSH uses 256 KiB). */
+export const MAX_PACKET_LENGTH = 256 * 1024;
+/** Largest payload after decompression. */
+export const MAX_PAYLOAD_LENGTH = 256 * 1024;
+
+const STRICT_C = "kex-strict-c-v00@openssh.com";
+const STRICT_S = "kex-strict-s-v00@openssh.com";
+
+/** Called by a client with the server's host key; resolve true to accept. */
+export type HostKeyVerifier = (key: PublicKey, info: { algorithm: string }) => boolean | Promise<boolean>;
+
+/** Options for {@linkcode Transport}. */
+export interface TransportOptions {
+  /** Which side of the connection we are. */
+  side: "client" | "server";
+  /** Algorithm preferences; defaults are the hardened set. */
+  algorithms?: Partial<AlgorithmPreferences>;
+  /** Server: the host keys to offer (at least one). */
+  hostKeys?: readonly PrivateKey[];
+  /** Client: decides whether the server's host key is trusted. Rejects all when absent. */
+  verifyHostKey?: HostKeyVerifier;
+  /**
+   * Bytes sent or received under one set of keys before a new key exchange.
+   * @default {1073741824}
+   */
+  rekeyBytes?: number;
+  /**
+   * Milliseconds under one set of keys before a new key exchange.
+   * @default {3600000}
+   */
+  rekeyInterval?: number;
+  /** Software version after `SSH-2.0-`. */
+  softwareVersion?: string;
+  /** Receives every message the transport does not handle itself (service, auth, connection). */
+  onMessage?: (payload: Uint8Array) => void | Promise<void>;
+  /** Server: the `server-sig-algs` to announce in EXT_INFO. */
+  serverSigAlgs?: readonly string[];
+  /** Called once when the transport closes, with the reason (undefined when closed cleanly by us). */
+  onClose?: (error: Error | undefined) => void;
+}
+
+interface Direction {
+  cipher: PacketCipher;
+  compressor: Compressor | null;
+  decompressor: Decompressor | null;
+  /** zlib@openssh.com: waiting for authentication before it starts. */
+  delayedCompression: string | null;
+  seq: number;
+  bytes: number;
+}
+
+interface KexState {
+  ourInit: Uint8Array;
+  peerInit?: Uint8Array;
+  negotiated?: Negotiated;
+  method?: KexMethod;
+  client?: KexClient;
+  ignoreNextKexPacket: boolean;
+  strict: boolean;
+  /** Keys for the direction we send, ready once the exchange hash is known. */
+  outgoing?: Omit<Direction, "seq" | "bytes">;
+  incoming?: Omit<Direction, "seq" | "bytes">;
+  sentNewKeys: boolean;
+  receivedNewKeys: boolean;
+}
+
+interface QueuedPacket {
+  payload: Uint8Array;
+  resolve: () => void;
+  reject: (e: Error) => void;
+  /** Runs right after the packet is written, before anything else is sent. */
+  after?: () => void;
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (v: T) => void;
+  reject: (e: Error) => void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
+const encoder = new TextEncoder();
+
+/** Message types allowed between KEXINIT and NEWKEYS (RFC 4253 section 7.1). */
+function isKexMessage(type: number): boolean {
+  return type === Msg.KEXINIT || type === Msg.NEWKEYS || (type >= 30 && type <= 49);
+}
+
+/**
+ * One SSH transport over a {@linkcode Duplex}.
+ *
+ * @example Two transports over an in-memory pair
+ * ```ts ignore
+ * const t = new Transport(duplex, { side: "client", verifyHostKey: () => true });
+ * await t.start();
+ * ```
+ */
+export class Transport {
+  readonly #options: TransportOptions;
+  readonly #side: "client" | "server";
+  readonly #prefs: AlgorithmPreferences;
+  readonly #reader: ByteReader;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #ourId: string;
+  #peerId = "";
+  #in: Direction;
+  #out: Direction;
+  #kex: KexState | null = null;
+  #kexCount = 0;
+  #sessionId: Uint8Array | null = null;
+  #firstKex = deferred<void>();
+  #closed = deferred<Error | undefined>();
+  #closeError: Error | undefined;
+  #isClosed = false;
+  #urgent: QueuedPacket[] = [];
+  #app: QueuedPacket[] = [];
+  #pumping = false;
+  #rekeyTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Client: the server's host key after the first exchange. */
+  #hostKey: PublicKey | null = null;
+  #serverSigAlgs: string[] | null = null;
+  #peerWantsExtInfo = false;
+  /** Packets received since the last NEWKEYS (EXT_INFO must be the first). */
+  #packetsSinceNewKeys = 0;
+  #currentSeq = 0;
+  #negotiated: Negotiated | null = null;
+  /** Set by the upper layer when auth succeeds (delayed compression, EXT_INFO rules). */
+  #authenticated = false;
+
+  /** Creates a transport; nothing is sent until {@linkcode start}. */
+  constructor(duplex: Duplex, options: TransportOptions) {
+    this.#options = options;
+    this.#side = options.side;
+    this.#prefs = resolvePreferences(options.algorithms);
+    if (this.#side === "server") {
+      if (!options.hostKeys || options.hostKeys.length === 0) {
+        throw new TypeError("A server needs at least one host key");
+      }
+      const available = new Set(options.hostKeys.flatMap((k) => k.publicKey.signatureAlgorithms));
+      this.#prefs.hostKey = this.#prefs.hostKey.filter((a) => available.has(a));
+      if (this.#prefs.hostKey.length === 0) {
+        throw new TypeError("None of the host keys can sign with the configured host key algorithms");
+      }
+    }
+    this.#ourId = makeIdentification(options.softwareVersion);
+    this.#reader = new ByteReader(duplex.readable);
+    this.#writer = duplex.writable.getWriter();
+    const plain = (): Direction => ({
+      cipher: createNoneCipher(),
+      compressor: null,
+      decompressor: null,
+      delayedCompression: null,
+      seq: 0,
+      bytes: 0,
+    });
+    this.#in = plain();
+    this.#out = plain();
+  }
+
+  /** Our identification line (without CR LF). */
+  get ourIdentification(): string {
+    return this.#ourId;
+  }
+
+  /** The peer's identification line (without CR LF), once received. */
+  get peerIdentification(): string {
+    return this.#peerId;
+  }
+
+  /** The session identifier (H of the first exchange). */
+  get sessionId(): Uint8Array {
+    if (!this.#sessionId) throw new TypeError("The key exchange has not finished yet");
+    return this.#sessionId;
+  }
+
+  /** Client: the server's verified host key. */
+  get hostKey(): PublicKey | null {
+    return this.#hostKey;
+  }
+
+  /** Client: the server's `server-sig-algs` from EXT_INFO, or null if it sent none. */
+  get serverSigAlgs(): readonly string[] | null {
+    return this.#serverSigAlgs;
+  }
+
+  /** The algorithms of the current keys. */
+  get negotiated(): Negotiated | null {
+    return this.#negotiated;
+  }
+
+  /** Number of completed key exchanges. */
+  get kexCount(): number {
+    return this.#kexCount;
+  }
+
+  /** Sequence numbers of the next packet to send and receive (for tests). */
+  get sequenceNumbers(): { send: number; receive: number } {
+    return { send: this.#out.seq, receive: this.#in.seq };
+  }
+
+  /** Resolves with the close reason once the transport has closed. */
+  get closed(): Promise<Error | undefined> {
+    return this.#closed.promise;
+  }
+
+  /** True once closed. */
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
+  /** Sets the message handler (if not given in the options). */
+  set onMessage(handler: (payload: Uint8Array) => void | Promise<void>) {
+    this.#options.onMessage = handler;
+  }
+
+  /**
+   * Exchanges versions and runs the first key exchange. Resolves once both
+   * sides have switched to the new keys.
+   */
+  async start(): Promise<void> {
+    this.#runReadLoop();
+    await this.#firstKex.promise;
+  }
+
+  async #runReadLoop(): Promise<void> {
+    try {
+      await this.#writer.write(encoder.encode(this.#ourId + "\r\n"));
+      this.#peerId = await readIdentification(this.#reader, this.#side);
+      this.#startKex();
+      for (;;) {
+        const payload = await this.#readPacket();
+        if (payload === null) {
+          throw new DisconnectError(DisconnectReason.CONNECTION_LOST, "Connection closed by peer");
+        }
+        await this.#handle(payload);
+        if (this.#isClosed) return;
+      }
+    } catch (e) {
+      this.#fail(e);
+    }
+  }
+
+  /**
+   * Sends one message from an upper layer. Waits while a key exchange is
+   * running; rejects once the transport is closed.
+   */
+  send(payload: Uint8Array): Promise<void> {
+    if (this.#isClosed) return Promise.reject(this.#closeError ?? new DisconnectError(11, "Connection closed"));
+    return new Promise<void>((resolve, reject) => {
+      this.#app.push({ payload, resolve, reject });
+      this.#pump();
+    });
+  }
+
+  /** Starts a key exchange now (no-op if one is running); resolves when it ends. */
+  async rekey(): Promise<void> {
+    if (this.#isClosed) throw this.#closeError ?? new DisconnectError(11, "Connection closed");
+    const before = this.#kexCount;
+    this.#startKex();
+    while (this.#kexCount === before && !this.#isClosed) {
+      await new Promise<void>((resolve) => this.#kexWaiters.push(resolve));
+    }
+    if (this.#isClosed) throw this.#closeError ?? new DisconnectError(11, "Connection closed");
+  }
+
+  #kexWaiters: (() => void)[] = [];
+
+  /**
+   * Marks authentication as done: starts `zlib@openssh.com` compression in
+   * both directions (OpenSSH PROTOCOL section 1.9 delays it until then).
+   */
+  authenticated(): void {
+    this.#authenticated = true;
+    for (const dir of [this.#in, this.#out]) {
+      if (dir.delayedCompression) {
+        dir.compressor = createCompressor(dir.delayedCompression);
+        dir.decompressor = createDecompressor(dir.delayedCompression, { maxSize: MAX_PAYLOAD_LENGTH });
+        dir.delayedCompression = null;
+      }
+    }
+  }
+
+  /**
+   * Sends DISCONNECT with `reason` and closes. Resolves when closed.
+   */
+  async disconnect(reason: number = DisconnectReason.BY_APPLICATION, description = "Closed by application"): Promise<void> {
+    this.#fail(new DisconnectError(reason, description), reason === DisconnectReason.BY_APPLICATION);
+    await this.#closed.promise;
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  #queueUrgent(payload: Uint8Array, after?: () => void): void {
+    this.#urgent.push({ payload, resolve: () => {}, reject: () => {}, after });
+    this.#pump();
+  }
+
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (!this.#isClosed) {
+        let item = this.#urgent.shift();
+        // RFC 4253 section 7.1: after our KEXINIT, nothing but transport and
+        // KEX messages until our NEWKEYS.
+        if (!item && !this.#kex) item = this.#app.shift();
+        if (!item) break;
+        try {
+          await this.#writePacket(item.payload, item.after);
+        } catch (e) {
+          item.reject(e as Error);
+          throw e;
+        }
+        item.resolve();
+      }
+    } catch (e) {
+      this.#fail(e);
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /**
+   * Seals and writes one packet. `afterSeal` runs once the packet has its
+   * sequence number and ciphertext but before it is written, so state that
+   * follows it (new keys after NEWKEYS) is in place before the peer can
+   * possibly answer.
+   */
+  async #writePacket(payload: Uint8Array, afterSeal?: () => void): Promise<void> {
+    const dir = this.#out;
+    if (dir.compressor) payload = dir.compressor.compress(payload);
+    const cipher = dir.cipher;
+    const block = Math.max(8, cipher.blockSize);
+    const aligned = 5 + payload.length - (cipher.lengthInClear ? 4 : 0);
+    let pad = block - (aligned % block);
+    if (pad < 4) pad += block;
+    while (5 + payload.length + pad < 16) pad += block;
+    const packet = new Uint8Array(5 + payload.length + pad);
+    new DataView(packet.buffer).setUint32(0, 1 + payload.length + pad);
+    packet[4] = pad;
+    packet.set(payload, 5);
+    crypto.getRandomValues(packet.subarray(5 + payload.length));
+    const wire = await cipher.seal(dir.seq, packet);
+    dir.seq = (dir.seq + 1) >>> 0;
+    dir.bytes += wire.length;
+    afterSeal?.();
+    await this.#writer.write(wire);
+    if (!this.#kex && dir.bytes >= (this.#options.rekeyBytes ?? 2 ** 30) && this.#sessionId) this.#startKex();
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  async #readPacket(): Promise<Uint8Array | null> {
+    const dir = this.#in;
+    const cipher = dir.cipher;
+    let head: Uint8Array | null = new Uint8Array(cipher.headLength);
+    head = await this.#reader.readInto(head, 0, head.length);
+    if (head === null) return null;
+    const seq = dir.seq;
+    const len = cipher.packetLength(seq, head);
+    const block = Math.max(8, cipher.blockSize);
+    if (len > MAX_PACKET_LENGTH || len < 5) {
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        `Bad packet length ${len} in packet ${seq} (limit ${MAX_PACKET_LENGTH})`,
+      );
+    }
+    if ((len + (cipher.lengthInClear ? 0 : 4)) % block !== 0) {
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        `Bad packet length ${len} in packet ${seq}: not a multiple of the block size ${block}`,
+      );
+    }
+    const total = 4 + len + cipher.tagLength;
+    let wire: Uint8Array | null = new Uint8Array(total);
+    wire.set(head);
+    wire = await this.#reader.readInto(wire, head.length, total - head.length);
+    if (wire === null) throw new DisconnectError(DisconnectReason.CONNECTION_LOST, "Connection closed mid-packet");
+    let plain: Uint8Array;
+    try {
+      plain = await cipher.open(seq, wire);
+    } catch (e) {
+      if (e instanceof MacError) throw new DisconnectError(DisconnectReason.MAC_ERROR, e.message, { cause: e });
+      throw e;
+    }
+    const padLen = plain[0];
+    if (padLen < 4 || padLen + 1 >= plain.length) {
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        `Bad padding length ${padLen} in packet ${seq} of length ${len}`,
+      );
+    }
+    let payload = plain.subarray(1, plain.length - padLen);
+    if (dir.decompressor) {
+      try {
+        payload = dir.decompressor.decompress(payload);
+      } catch (e) {
+        throw new DisconnectError(DisconnectReason.COMPRESSION_ERROR, `Cannot decompress packet ${seq}: ${(e as Error).message}`);
+      }
+      if (payload.length === 0) {
+        throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Empty payload in packet ${seq}`);
+      }
+    }
+    this.#currentSeq = seq;
+    dir.seq = (seq + 1) >>> 0;
+    if (dir.seq === 0 && !this.#sessionId) {
+      // Terrapin defence: a wrap before the first NEWKEYS means the peer is
+      // manipulating sequence numbers (OpenSSH PROTOCOL section 1.10).
+      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "Sequence number wrapped during the initial key exchange");
+    }
+    dir.bytes += total;
+    this.#packetsSinceNewKeys++;
+    if (!this.#kex && dir.bytes >= (this.#options.rekeyBytes ?? 2 ** 30) && this.#sessionId) this.#startKex();
+    return payload;
+  }
+
+  async #handle(payload: Uint8Array): Promise<void> {
+    const type = payload[0];
+    const kex = this.#kex;
+    if (!this.#sessionId) {
+      // First exchange. With strict KEX only KEX messages may arrive
+      // (OpenSSH PROTOCOL section 1.10); strictness is known once the
+      // peer's KEXINIT arrived, and KEXINIT must be the very first packet.
+      if (kex?.strict && !isKexMessage(type)) {
+        throw new DisconnectError(
+          DisconnectReason.PROTOCOL_ERROR,
+          `Unexpected message ${type} during strict key exchange`,
+        );
+      }
+    }
+    switch (type) {
+      case Msg.DISCONNECT:
+        return this.#onDisconnect(payload);
+      case Msg.IGNORE:
+      case Msg.DEBUG:
+        return;
+      case Msg.UNIMPLEMENTED:
+        if (kex) {
+          throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "Peer sent UNIMPLEMENTED during key exchange");
+        }
+        return;
+      case Msg.KEXINIT:
+        return this.#onKexInit(payload);
+      case Msg.NEWKEYS:
+        return this.#onNewKeys(payload);
+      case Msg.EXT_INFO:
+        return this.#onExtInfo(payload);
+    }
+    if (type >= 30 && type <= 49) return await this.#onKexMessage(payload);
+    if (!this.#sessionId || (kex?.peerInit && !kex.receivedNewKeys)) {
+      // Between the peer's KEXINIT and its NEWKEYS only KEX messages are
+      // allowed (RFC 4253 section 7.1); before the first NEWKEYS nothing
+      // else has any meaning (AsyncSSH CVE-2023-46445/46446).
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        `Unexpected message ${type} during key exchange`,
+      );
+    }
+    if (type === Msg.SERVICE_REQUEST || type === Msg.SERVICE_ACCEPT || (type >= 50 && type <= 127)) {
+      const handler = this.#options.onMessage;
+      if (!handler) throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `No handler for message ${type}`);
+      await handler(payload);
+      return;
+    }
+    // RFC 4253 section 11.4: unknown message numbers get UNIMPLEMENTED.
+    this.#queueUrgent(new SshWriter(8).byte(Msg.UNIMPLEMENTED).uint32(this.#currentSeq).bytes());
+  }
+
+  #onDisconnect(payload: Uint8Array): void {
+    const r = new SshReader(payload, "DISCONNECT");
+    r.byte();
+    const reason = r.uint32();
+    const description = r.utf8(64 * 1024).replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "?");
+    this.#fail(
+      new DisconnectError(reason, `Disconnected by peer (reason ${reason}): ${description}`, { fromPeer: true }),
+    );
+  }
+
+  #onExtInfo(payload: Uint8Array): void {
+    // RFC 8308 section 2.4: a server's EXT_INFO comes right after its first
+    // NEWKEYS or right before USERAUTH_SUCCESS, so a client takes it only
+    // before authentication ends; a client's only right after NEWKEYS.
+    const allowed = this.#side === "client"
+      ? this.#receivedNewKeys > 0 && !this.#authenticated
+      : this.#receivedNewKeys === 1 && this.#packetsSinceNewKeys === 1;
+    if (!allowed) {
+      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "EXT_INFO outside the places RFC 8308 allows");
+    }
+    const r = new SshReader(payload, "EXT_INFO");
+    r.byte();
+    const count = r.uint32();
+    // Each extension takes at least 8 bytes; bound the count by what remains.
+    if (count > r.remaining / 8) {
+      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `EXT_INFO claims ${count} extensions in ${r.remaining} bytes`);
+    }
+    for (let i = 0; i < count; i++) {
+      const name = r.utf8(256);
+      const value = r.string(64 * 1024);
+      if (name === "server-sig-algs" && this.#side === "client") {
+        this.#serverSigAlgs = new SshReader(
+          new SshWriter().string(value).bytes(),
+          "server-sig-algs",
+        ).nameList();
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- key exchange
+
+  #startKex(): void {
+    if (this.#kex || this.#isClosed) return;
+    const first = this.#sessionId === null;
+    const kexList = [...this.#prefs.kex];
+    if (first) {
+      // Extension signals go in the first KEXINIT only (RFC 8308, OpenSSH
+      // PROTOCOL section 1.10).
+      kexList.push(this.#side === "client" ? "ext-info-c" : "ext-info-s");
+      kexList.push(this.#side === "client" ? STRICT_C : STRICT_S);
+    }
+    const init: KexInit = {
+      cookie: crypto.getRandomValues(new Uint8Array(16)),
+      kex: kexList,
+      hostKey: this.#prefs.hostKey,
+      cipherC2S: this.#prefs.cipher,
+      cipherS2C: this.#prefs.cipher,
+      macC2S: this.#prefs.mac,
+      macS2C: this.#prefs.mac,
+      compC2S: this.#prefs.compression,
+      compS2C: this.#prefs.compression,
+      firstKexFollows: false,
+    };
+    const ourInit = encodeKexInit(init);
+    this.#kex = {
+      ourInit,
+      ignoreNextKexPacket: false,
+      strict: false,
+      sentNewKeys: false,
+      receivedNewKeys: false,
+    };
+    this.#queueUrgent(ourInit);
+  }
+
+  #onKexInit(payload: Uint8Array): void {
+    if (!this.#kex) this.#startKex();
+    const kex = this.#kex!;
+    if (kex.peerInit) {
+      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "Second KEXINIT during a key exchange");
+    }
+    kex.peerInit = payload.slice();
+    const peer = decodeKexInit(payload);
+    const ours = decodeKexInit(kex.ourInit);
+    const first = this.#sessionId === null;
+    if (first) {
+      kex.strict = peer.kex.includes(this.#side === "client" ? STRICT_S : STRICT_C);
+      if (kex.strict && this.#currentSeq !== 0) {
+        throw new DisconnectError(
+          DisconnectReason.PROTOCOL_ERROR,
+          "Strict key exchange: KEXINIT was not the first packet",
+        );
+      }
+      this.#peerWantsExtInfo = this.#side === "server" && peer.kex.includes("ext-info-c");
+    } else {
+      kex.strict = this.#strict;
+    }
+    const [client, server] = this.#side === "client" ? [ours, peer] : [peer, ours];
+    const n = negotiate(client, server);
+    kex.negotiated = n;
+    kex.method = kexMethod(n.kex);
+    if (peer.firstKexFollows && !guessWasRight(peer, n)) kex.ignoreNextKexPacket = true;
+    if (this.#side === "client") {
+      kex.client = kex.method.client();
+      this.#queueUrgent(new SshWriter(128).byte(Msg.KEX_INIT).raw(kex.client.publicEncoded).bytes());
+    }
+  }
+
+  #strict = false;
+
+  async #onKexMessage(payload: Uint8Array): Promise<void> {
+    const kex = this.#kex;
+    if (!kex?.peerInit || !kex.method || !kex.negotiated) {
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        `Unexpected key exchange message ${payload[0]} before KEXINIT`,
+      );
+    }
+    if (kex.ignoreNextKexPacket) {
+      // RFC 4253 section 7: the peer guessed wrong; drop its guessed packet.
+      kex.ignoreNextKexPacket = false;
+      return;
+    }
+    if (kex.outgoing) {
+      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Unexpected key exchange message ${payload[0]}`);
+    }
+    const n = kex.negotiated;
+    const hash = kex.method.hash;
+    const [iC, iS] = this.#side === "client" ? [kex.ourInit, kex.peerInit] : [kex.peerInit, kex.ourInit];
+    const [vC, vS] = this.#side === "client" ? [this.#ourId, this.#peerId] : [this.#peerId, this.#ourId];
+    const exchangeHash = (hostKeyBlob: Uint8Array, qC: Uint8Array, qS: Uint8Array, k: Uint8Array) =>
+      hashBytes(
+        hash,
+        new SshWriter(2048).string(vC).string(vS).string(iC).string(iS).string(hostKeyBlob).raw(qC).raw(qS).raw(k)
+          .bytes(),
+      );
+
+    if (this.#side === "server") {
+      if (payload[0] !== Msg.KEX_INIT) {
+        throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Unexpected key exchange message ${payload[0]}`);
+      }
+      const r = new SshReader(payload, "KEX init");
+      r.byte();
+      const result = kex.method.server(r);
+      r.end();
+      const hostKey = this.#options.hostKeys!.find((k) => k.publicKey.signatureAlgorithms.includes(n.hostKey))!;
+      const h = exchangeHash(hostKey.publicKey.blob, result.peerEncoded, result.publicEncoded, result.sharedSecret);
+      const signature = hostKey.sign(h, n.hostKey);
+      this.#queueUrgent(
+        new SshWriter(1024).byte(Msg.KEX_REPLY).string(hostKey.publicKey.blob).raw(result.publicEncoded).string(
+          signature,
+        ).bytes(),
+      );
+      this.#prepareKeys(kex, hash, result.sharedSecret, h);
+    } else {
+      if (payload[0] !== Msg.KEX_REPLY || !kex.client) {
+        throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Unexpected key exchange message ${payload[0]}`);
+      }
+      const r = new SshReader(payload, "KEX reply");
+      r.byte();
+      const hostKeyBlob = r.string(16 * 1024);
+      const result = kex.client.finish(r);
+      const signature = r.string(16 * 1024);
+      r.end();
+      let hostKey: PublicKey;
+      try {
+        hostKey = parsePublicKey(hostKeyBlob);
+      } catch (e) {
+        throw new DisconnectError(
+          DisconnectReason.HOST_KEY_NOT_VERIFIABLE,
+          `Cannot parse the server's host key: ${(e as Error).message}`,
+        );
+      }
+      if (!hostKey.signatureAlgorithms.includes(n.hostKey)) {
+        throw new DisconnectError(
+          DisconnectReason.HOST_KEY_NOT_VERIFIABLE,
+          `Server sent a ${hostKey.type} host key but ${n.hostKey} was negotiated`,
+        );
+      }
+      const h = exchangeHash(hostKeyBlob, kex.client.publicEncoded, result.peerEncoded, result.sharedSecret);
+      if (!hostKey.verify(h, signature, n.hostKey)) {
+        throw new DisconnectError(
+          DisconnectReason.HOST_KEY_NOT_VERIFIABLE,
+          `Server's ${n.hostKey} signature over the exchange hash does not verify`,
+        );
+      }
+      if (this.#hostKey) {
+        // A rekey must not switch host keys (RFC 4253 section 9 implies
+        // the same server; OpenSSH refuses a change too).
+        if (!sameBytes(this.#hostKey.blob, hostKey.blob)) {
+          throw new DisconnectError(DisconnectReason.HOST_KEY_NOT_VERIFIABLE, "Server changed its host key during rekey");
+        }
+      } else {
+        let ok = false;
+        try {
+          ok = this.#options.verifyHostKey ? await this.#options.verifyHostKey(hostKey, { algorithm: n.hostKey }) : false;
+        } catch (e) {
+          // Any error while checking a host key is fatal (CVE-2025-26465).
+          throw new HostKeyError(`Host key check failed: ${(e as Error).message}`, { cause: e });
+        }
+        if (!ok) {
+          throw new HostKeyError(
+            `Host key verification failed for ${hostKey.type} ${hostKey.fingerprint()}${
+              this.#options.verifyHostKey ? "" : " (no verifyHostKey callback was given)"
+            }`,
+          );
+        }
+        this.#hostKey = hostKey;
+      }
+      this.#prepareKeys(kex, hash, result.sharedSecret, h);
+    }
+  }
+
+  #prepareKeys(kex: KexState, hash: HashName, k: Uint8Array, h: Uint8Array): void {
+    const n = kex.negotiated!;
+    const sessionId = this.#sessionId ?? h;
+    const derive = (letter: string, length: number) => deriveKey(hash, k, h, letter, sessionId, length);
+    const make = (cipherName: string, macName: string | null, comp: string, letters: string, mode: "seal" | "open") => {
+      const ci = cipherInfo(cipherName);
+      const mi = macName ? macInfo(macName) : null;
+      const keys = {
+        iv: derive(letters[0], ci.ivLength),
+        key: derive(letters[1], ci.keyLength),
+        macKey: mi ? derive(letters[2], mi.keyLength) : new Uint8Array(0),
+      };
+      const delayed = comp === "zlib@openssh.com" && !this.#authenticated;
+      const active = comp !== "none" && !delayed;
+      return {
+        cipher: createPacketCipher(cipherName, macName, keys, mode),
+        compressor: active && mode === "seal" ? createCompressor(comp) : null,
+        decompressor: active && mode === "open" ? createDecompressor(comp, { maxSize: MAX_PAYLOAD_LENGTH }) : null,
+        delayedCompression: delayed ? comp : null,
+      };
+    };
+    const c2s = make(n.cipherC2S, n.macC2S, n.compC2S, "ACE", this.#side === "client" ? "seal" : "open");
+    const s2c = make(n.cipherS2C, n.macS2C, n.compS2C, "BDF", this.#side === "client" ? "open" : "seal");
+    kex.outgoing = this.#side === "client" ? c2s : s2c;
+    kex.incoming = this.#side === "client" ? s2c : c2s;
+    if (!this.#sessionId) this.#pendingSessionId = h;
+    // Our NEWKEYS; the new keys apply to everything after it.
+    this.#queueUrgent(new Uint8Array([Msg.NEWKEYS]), () => this.#afterNewKeysSent(kex));
+  }
+
+  #pendingSessionId: Uint8Array | null = null;
+  #receivedNewKeys = 0;
+
+  #afterNewKeysSent(kex: KexState): void {
+    const next = kex.outgoing!;
+    this.#out = { ...next, seq: kex.strict ? 0 : this.#out.seq, bytes: 0 };
+    kex.sentNewKeys = true;
+    if (this.#side === "server" && this.#peerWantsExtInfo && this.#kexCount === 0) {
+      // RFC 8308 section 2.4: EXT_INFO right after our first NEWKEYS.
+      const algs = this.#options.serverSigAlgs ?? [];
+      this.#urgent.unshift({
+        payload: new SshWriter(256).byte(Msg.EXT_INFO).uint32(1).string("server-sig-algs").nameList(algs).bytes(),
+        resolve: () => {},
+        reject: () => {},
+      });
+    }
+    this.#maybeFinishKex(kex);
+  }
+
+  #onNewKeys(payload: Uint8Array): void {
+    const kex = this.#kex;
+    if (!kex || !kex.incoming || kex.receivedNewKeys || payload.length !== 1) {
+      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "Unexpected NEWKEYS");
+    }
+    const next = kex.incoming;
+    this.#in = { ...next, seq: kex.strict ? 0 : this.#in.seq, bytes: 0 };
+    kex.receivedNewKeys = true;
+    this.#receivedNewKeys++;
+    this.#packetsSinceNewKeys = 0;
+    this.#maybeFinishKex(kex);
+  }
+
+  #maybeFinishKex(kex: KexState): void {
+    if (!kex.sentNewKeys || !kex.receivedNewKeys || this.#kex !== kex) return;
+    this.#kex = null;
+    this.#kexCount++;
+    this.#negotiated = kex.negotiated!;
+    this.#strict = kex.strict;
+    if (!this.#sessionId) {
+      this.#sessionId = this.#pendingSessionId;
+      this.#pendingSessionId = null;
+      this.#firstKex.resolve();
+    }
+    this.#armRekeyTimer();
+    const waiters = this.#kexWaiters;
+    this.#kexWaiters = [];
+    for (const w of waiters) w();
+    this.#pump();
+  }
+
+  #armRekeyTimer(): void {
+    if (this.#rekeyTimer !== undefined) clearTimeout(this.#rekeyTimer);
+    const interval = this.#options.rekeyInterval ?? 3600_000;
+    if (interval > 0 && Number.isFinite(interval)) {
+      const timer = setTimeout(() => {
+        this.#rekeyTimer = undefined;
+        this.#startKex();
+      }, interval);
+      Deno.unrefTimer(timer);
+      this.#rekeyTimer = timer;
+    }
+  }
+
+  // ---------------------------------------------------------------- closing
+
+  /**
+   * Ends the transport. Protocol errors are reported to the peer with a
+   * DISCONNECT first (best effort, bounded in time).
+   */
+  #fail(error: unknown, clean = false): void {
+    if (this.#isClosed) return;
+    const err = error instanceof Error ? error : new Error(String(error));
+    this.#isClosed = true;
+    this.#closeError = clean ? undefined : err;
+    if (this.#rekeyTimer !== undefined) clearTimeout(this.#rekeyTimer);
+    this.#rekeyTimer = undefined;
+    const pending = [...this.#urgent, ...this.#app];
+    this.#urgent = [];
+    this.#app = [];
+    const rejection = err instanceof DisconnectError ? err : new DisconnectError(
+      DisconnectReason.CONNECTION_LOST,
+      `Connection closed: ${err.message}`,
+      { cause: err },
+    );
+    for (const p of pending) p.reject(rejection);
+    for (const w of this.#kexWaiters) w();
+    this.#kexWaiters = [];
+    this.#firstKex.reject(rejection);
+    const sendDisconnect = !(err instanceof DisconnectError && (err.fromPeer || err.reason === DisconnectReason.CONNECTION_LOST));
+    const reason = err instanceof DisconnectError
+      ? err.reason
+      : err instanceof HostKeyError
+      ? DisconnectReason.HOST_KEY_NOT_VERIFIABLE
+      : DisconnectReason.PROTOCOL_ERROR;
+    this.#shutdown(sendDisconnect ? reason : null, err.message).finally(() => {
+      this.#options.onClose?.(this.#closeError);
+      this.#closed.resolve(this.#closeError);
+    });
+  }
+
+  async #shutdown(reason: number | null, description: string): Promise<void> {
+    // Wait for a packet being written to finish so the DISCONNECT is not
+    // interleaved with it; bounded so a stalled peer cannot hold us.
+    const deadline = Date.now() + 2000;
+    while (this.#pumping && Date.now() < deadline) await delay(5);
+    if (reason !== null && !this.#pumping && this.#peerId !== "") {
+      const payload = new SshWriter(128).byte(Msg.DISCONNECT).uint32(reason).string(description.slice(0, 512))
+        .string("").bytes();
+      try {
+        await withTimeout(this.#writePacket(payload), 1000);
+      } catch {
+        // The peer may be gone; closing is what matters.
+      }
+    }
+    try {
+      await withTimeout(this.#writer.close(), 200);
+    } catch {
+      // Already closed, errored, or the peer stopped reading.
+    }
+    try {
+      await this.#writer.abort();
+    } catch {
+      // Already closed.
+    }
+    await this.#reader.cancel();
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Races `promise` against a timer that is always cleared. */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
+  return d === 0;
+}
