@@ -416,7 +416,7 @@ async function dial(cfg: SshConfig, out: Output): Promise<Deno.TcpConn> {
   out.debug(`Connecting to ${cfg.host} port ${cfg.port}.`);
   const controller = new AbortController();
   const signal = controller.signal;
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     const connecting = Deno.connect(
       { hostname: cfg.host, port: cfg.port, signal } as Deno.ConnectOptions,
@@ -784,6 +784,7 @@ export async function sshCommand(args: string[]): Promise<number> {
       ...(cfg.kbdAuth && prompts ? ["keyboard-interactive"] : []),
       ...(cfg.passwordAuth && prompts ? ["password"] : []),
     ];
+    let passwordAsked = 0;
     const conn = await dial(cfg, out);
     try {
       client = await connect({
@@ -793,10 +794,13 @@ export async function sshCommand(args: string[]): Promise<number> {
         methods,
         passwordAttempts: cfg.passwordPrompts,
         password: prompts
-          ? () =>
-            hostState.noPasswords
-              ? null
-              : promptLine(`${cfg.user}@${cfg.host}'s password: `)
+          ? () => {
+            if (hostState.noPasswords) return null;
+            if (passwordAsked++ > 0) {
+              out.error("Permission denied, please try again.");
+            }
+            return promptLine(`${cfg.user}@${cfg.host}'s password: `);
+          }
           : undefined,
         keyboardInteractive: prompts
           ? async (challenge: InteractiveChallenge) => {

@@ -597,8 +597,10 @@ export class Channel {
     if (body !== undefined) w.raw(body);
     let reply: Promise<boolean> | undefined;
     if (wantReply) {
-      reply = new Promise<boolean>((resolve, reject) =>
-        this.#pendingReplies.push({ resolve, reject })
+      reply = quiet(
+        new Promise<boolean>((resolve, reject) =>
+          this.#pendingReplies.push({ resolve, reject })
+        ),
       );
     }
     await this.#host.send(w.bytes());

@@ -46,13 +46,16 @@ export function connectionPair(
     constructor(readonly from: "client" | "server") {}
 
     async send(payload: Uint8Array): Promise<void> {
-      while (!ended && this.queue.length >= limit) {
-        await new Promise<void>((r) => this.spaceWaiters.push(r));
-      }
       if (ended) throw new Error("Link closed");
+      // The order is fixed when send() is called, as a transport does; a
+      // full queue then makes the caller wait.
       pair.onMessage?.(this.from, payload);
       this.queue.push(payload.slice());
       if (!this.pumping) this.pump();
+      while (!ended && this.queue.length > limit) {
+        await new Promise<void>((r) => this.spaceWaiters.push(r));
+      }
+      if (ended) throw new Error("Link closed");
     }
 
     async pump(): Promise<void> {
@@ -60,7 +63,7 @@ export function connectionPair(
       while (!ended && this.queue.length > 0) {
         await null;
         const payload = this.queue.shift()!;
-        this.spaceWaiters.shift()?.();
+        for (const w of this.spaceWaiters.splice(0)) w();
         try {
           await this.target.dispatch(payload);
         } catch (e) {

@@ -17,7 +17,8 @@
  *   arrays (no shell).
  *
  * Without root or without OpenSSH installed, {@linkcode opensshSkipReason}
- * says why and the interop tests are ignored.
+ * says why and the sshd tests are ignored; tests that only run `ssh`
+ * against our server need just the client ({@linkcode sshClientSkipReason}).
  *
  * The harness depends on nothing in the library, so benchmarks can use it
  * to compare against OpenSSH.
@@ -47,15 +48,16 @@ function isExecutable(path: string): boolean {
   }
 }
 
-function computeSkipReason(): string | null {
+function computeSkipReason(needServer: boolean): string | null {
   if (Deno.build.os !== "linux") {
     return `OpenSSH interop tests run on Linux only (this is ${Deno.build.os})`;
   }
-  for (const path of [SSHD, SSH, SSH_KEYGEN]) {
+  for (const path of needServer ? [SSHD, SSH, SSH_KEYGEN] : [SSH, SSH_KEYGEN]) {
     if (!isExecutable(path)) {
       return `${path} is not installed (apt-get install openssh-server openssh-client)`;
     }
   }
+  if (!needServer) return null;
   let uid: number | null = null;
   try {
     uid = Deno.uid();
@@ -63,28 +65,38 @@ function computeSkipReason(): string | null {
     // No sys permission: treat as unknown, i.e. not root.
   }
   if (uid !== 0) {
-    return `OpenSSH interop tests need root (sshd privilege separation, test user); uid is ${uid}`;
+    return `running sshd needs root (privilege separation, the fynxtest user); uid is ${uid}`;
   }
   return null;
 }
 
 /**
- * Why the OpenSSH interop tests cannot run here, or null when they can.
- * Computed once at load time; use it as `Deno.test({ ignore: ... })`.
+ * Why tests that start `sshd` cannot run here (not Linux, OpenSSH missing,
+ * not root), or null when they can. Computed once at load time; use it as
+ * `Deno.test({ ignore: ... })`.
  */
-export const opensshSkipReason: string | null = computeSkipReason();
+export const opensshSkipReason: string | null = computeSkipReason(true);
 
-let skipAnnounced = false;
 /**
- * Prints {@linkcode opensshSkipReason} once (so a skipped run says why) and
- * returns whether the tests should be ignored.
+ * Why tests that only run the `ssh` client (against our server) cannot run
+ * here, or null when they can. They need neither root nor sshd.
  */
-export function skipOpenssh(what: string): boolean {
-  if (opensshSkipReason && !skipAnnounced) {
-    skipAnnounced = true;
-    console.warn(`[skip] ${what}: ${opensshSkipReason}`);
-  }
-  return opensshSkipReason !== null;
+export const sshClientSkipReason: string | null = computeSkipReason(false);
+
+/**
+ * Returns whether tests should be ignored, printing the reason once per
+ * `what` so a skipped run says why. `needServer: false` for tests that only
+ * run the `ssh` client.
+ */
+export function skipOpenssh(
+  what: string,
+  options: { needServer?: boolean } = {},
+): boolean {
+  const reason = options.needServer === false
+    ? sshClientSkipReason
+    : opensshSkipReason;
+  if (reason) console.warn(`[skip] ${what}: ${reason}`);
+  return reason !== null;
 }
 
 /** Outcome of {@linkcode run}. */
@@ -461,8 +473,10 @@ export interface SshdOptions {
   /** Lines for the `authorized_keys` file (root and the test user share it). */
   authorizedKeys?: readonly string[];
   /**
-   * Enable every KEX, cipher, MAC and host key algorithm in `allAlgorithms`
-   * plus `Compression yes` (sshd's defaults otherwise).
+   * Explicit `KexAlgorithms`, `Ciphers`, `MACs` and `HostKeyAlgorithms`
+   * lists (each only if given; names sshd does not know make startup fail
+   * with `sshd -t`'s message), plus `Compression yes`. Without it sshd keeps
+   * its defaults.
    */
   algorithms?: {
     kex?: readonly string[];

@@ -31,7 +31,7 @@ export class RawPeer {
 
   /** Reads more bytes; false at EOF or error. */
   async #fill(deadline: number): Promise<boolean> {
-    let timer: number | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const r = await Promise.race([
         this.#reader.read(),

@@ -183,6 +183,14 @@ async function sshKeygen(path: string): Promise<void> {
   assert.equal(r.code, 0, r.stderr);
 }
 
+function hasScript(): boolean {
+  try {
+    return Deno.statSync("/usr/bin/script").isFile;
+  } catch {
+    return false;
+  }
+}
+
 function sha256hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
 }
@@ -557,6 +565,38 @@ Deno.test("fynx ssh against fynx sshd", async (t) => {
       ]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, "hi\n");
+    });
+
+    await t.step({
+      name: "-tt gets a pty of the local size and restores the terminal",
+      ignore: !hasScript(),
+      fn: async () => {
+        // script(1) gives fynx ssh a terminal; `stty -g` before and after
+        // shows the local terminal modes were restored.
+        const inner = [
+          Deno.execPath(),
+          "run",
+          "-q",
+          ...FYNX_PERMISSIONS,
+          MAIN,
+          ...base,
+          "-tt",
+          "u@127.0.0.1",
+        ]
+          .map((w) => `'${w}'`).join(" ");
+        const r = await run("script", [
+          "-qfec",
+          `stty cols 100 rows 30; stty -g; ${inner}; rc=$?; stty -g; exit $rc`,
+          "/dev/null",
+        ], { stdin: new TextEncoder().encode("stty size; exit 5\r") });
+        assert.equal(r.code, 5, r.stdout + r.stderr);
+        assert.match(r.stdout, /30 100/);
+        const modes = r.stdout.split(/\r?\n/).filter((l) =>
+          /^[0-9a-f]+(:[0-9a-f]+){20,}\r?$/.test(l)
+        );
+        assert.equal(modes.length, 2, r.stdout);
+        assert.equal(modes[0], modes[1]);
+      },
     });
 
     await t.step("SIGTERM stops fynx sshd with exit status 0", async () => {

@@ -274,7 +274,7 @@ export class Transport {
 
   async #runReadLoop(): Promise<void> {
     try {
-      await this.#writer.write(encoder.encode(this.#ourId + "\r\n"));
+      this.#write(encoder.encode(this.#ourId + "\r\n"));
       this.#peerId = await readIdentification(this.#reader, this.#side);
       this.#startKex();
       for (;;) {
@@ -394,8 +394,22 @@ export class Transport {
     dir.seq = (dir.seq + 1) >>> 0;
     dir.bytes += wire.length;
     afterSeal?.();
-    await this.#writer.write(wire);
+    await this.#writer.ready;
+    this.#write(wire);
     if (!this.#kex && dir.bytes >= (this.#options.rekeyBytes ?? 2 ** 30) && this.#sessionId) this.#startKex();
+  }
+
+  /**
+   * Queues bytes on the stream without waiting for the peer to take them:
+   * backpressure comes from `writer.ready`, which the pump awaits before
+   * each packet. Waiting for each write to complete instead would let two
+   * peers that both write before reading (the version lines) deadlock on
+   * streams that only complete a write once it is read.
+   */
+  #write(bytes: Uint8Array): void {
+    this.#writer.write(bytes).catch((e) => {
+      this.#fail(new DisconnectError(DisconnectReason.CONNECTION_LOST, `Write failed: ${(e as Error)?.message ?? e}`));
+    });
   }
 
   // ---------------------------------------------------------------- receiving
@@ -471,7 +485,7 @@ export class Transport {
       // First exchange. With strict KEX only KEX messages may arrive
       // (OpenSSH PROTOCOL section 1.10); strictness is known once the
       // peer's KEXINIT arrived, and KEXINIT must be the very first packet.
-      if (kex?.strict && !isKexMessage(type)) {
+      if (kex?.strict && !isKexMessage(type) && type !== Msg.DISCONNECT) {
         throw new DisconnectError(
           DisconnectReason.PROTOCOL_ERROR,
           `Unexpected message ${type} during strict key exchange`,
