@@ -46,14 +46,26 @@
 import { type ClientAuthOptions, runClientAuth } from "./auth/client.ts";
 import { Inbox } from "./auth/_inbox.ts";
 import { Connection } from "./connection/connection.ts";
-import type { ClientSession, ExecOptions, ExecResult } from "./connection/mod.ts";
+import type {
+  ClientSession,
+  ExecOptions,
+  ExecResult,
+} from "./connection/mod.ts";
 import { DisconnectError } from "./errors.ts";
 import type { PublicKey } from "./keys/types.ts";
 import type { AlgorithmPreferences } from "./transport/algorithms.ts";
-import { type Duplex, type HostKeyVerifier, Transport } from "./transport/transport.ts";
+import {
+  type Duplex,
+  type HostKeyVerifier,
+  Transport,
+} from "./transport/transport.ts";
 import { DisconnectReason, Msg } from "./wire/messages.ts";
 
-export type { ClientAuthOptions, InteractiveChallenge, InteractivePrompt } from "./auth/client.ts";
+export type {
+  ClientAuthOptions,
+  InteractiveChallenge,
+  InteractivePrompt,
+} from "./auth/client.ts";
 export type { Duplex, HostKeyVerifier } from "./transport/transport.ts";
 
 /** Options for {@linkcode connect}. */
@@ -120,7 +132,13 @@ export class SshClient {
     this.#connection = connection;
     transport.closed.then((error) => {
       this.#stopKeepalive();
-      connection.close(error ?? new DisconnectError(DisconnectReason.BY_APPLICATION, "Connection closed"));
+      connection.close(
+        error ??
+          new DisconnectError(
+            DisconnectReason.BY_APPLICATION,
+            "Connection closed",
+          ),
+      );
     });
   }
 
@@ -172,7 +190,10 @@ export class SshClient {
   /** Sends DISCONNECT and closes. */
   async close(): Promise<void> {
     this.#stopKeepalive();
-    await this.#transport.disconnect(DisconnectReason.BY_APPLICATION, "disconnected by user");
+    await this.#transport.disconnect(
+      DisconnectReason.BY_APPLICATION,
+      "disconnected by user",
+    );
   }
 
   /** Closes the connection (for `await using`). */
@@ -194,14 +215,15 @@ export class SshClient {
       }
       outstanding++;
       // Any reply (success or failure) proves the server is alive.
-      this.#connection.globalRequest("keepalive@openssh.com", undefined, { wantReply: true }).then(
+      this.#connection.globalRequest("keepalive@openssh.com", undefined, {
+        wantReply: true,
+      }).then(
         () => {
           outstanding = 0;
         },
         () => {},
       );
     }, interval);
-    Deno.unrefTimer(this.#keepalive);
   }
 
   #stopKeepalive(): void {
@@ -221,7 +243,18 @@ export async function connect(options: ConnectOptions): Promise<SshClient> {
   let conn: Deno.TcpConn | null = null;
   const timeout = options.connectTimeout ?? 30_000;
   const controller = new AbortController();
-  const timer = timeout > 0 ? setTimeout(() => controller.abort(new DisconnectError(DisconnectReason.CONNECTION_LOST, `Connection timed out after ${timeout} ms`)), timeout) : undefined;
+  const timer = timeout > 0
+    ? setTimeout(
+      () =>
+        controller.abort(
+          new DisconnectError(
+            DisconnectReason.CONNECTION_LOST,
+            `Connection timed out after ${timeout} ms`,
+          ),
+        ),
+      timeout,
+    )
+    : undefined;
   const onAbort = () => controller.abort(options.signal?.reason);
   options.signal?.addEventListener("abort", onAbort, { once: true });
   let transport: Transport | null = null;
@@ -229,8 +262,16 @@ export async function connect(options: ConnectOptions): Promise<SshClient> {
     if (options.transport) {
       duplex = options.transport;
     } else {
-      if (!options.hostname) throw new TypeError("connect() needs a hostname or a transport");
-      conn = await Deno.connect({ hostname: options.hostname, port: options.port ?? 22, signal: controller.signal } as Deno.ConnectOptions);
+      if (!options.hostname) {
+        throw new TypeError("connect() needs a hostname or a transport");
+      }
+      conn = await Deno.connect(
+        {
+          hostname: options.hostname,
+          port: options.port ?? 22,
+          signal: controller.signal,
+        } as Deno.ConnectOptions,
+      );
       conn.setNoDelay(true);
       duplex = conn;
     }
@@ -257,19 +298,39 @@ export async function connect(options: ConnectOptions): Promise<SshClient> {
         }
         if (type >= 80 && type <= 127) return connection!.dispatch(payload);
         if (type === Msg.USERAUTH_BANNER) return;
-        throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Unexpected message ${type} after authentication`);
+        throw new DisconnectError(
+          DisconnectReason.PROTOCOL_ERROR,
+          `Unexpected message ${type} after authentication`,
+        );
       },
     });
     const t = transport;
-    t.closed.then((e) => inbox.close(e ?? new DisconnectError(DisconnectReason.CONNECTION_LOST, "Connection closed")));
+    t.closed.then((e) =>
+      inbox.close(
+        e ??
+          new DisconnectError(
+            DisconnectReason.CONNECTION_LOST,
+            "Connection closed",
+          ),
+      )
+    );
     const abort = () => {
-      t.disconnect(DisconnectReason.BY_APPLICATION, String((controller.signal.reason as Error)?.message ?? "aborted")).catch(() => {});
+      t.disconnect(
+        DisconnectReason.BY_APPLICATION,
+        String((controller.signal.reason as Error)?.message ?? "aborted"),
+      ).catch(() => {});
     };
     controller.signal.addEventListener("abort", abort, { once: true });
     try {
       await t.start();
       await runClientAuth(
-        { send: (p) => t.send(p), sessionId: t.sessionId, get serverSigAlgs() { return t.serverSigAlgs; } },
+        {
+          send: (p) => t.send(p),
+          sessionId: t.sessionId,
+          get serverSigAlgs() {
+            return t.serverSigAlgs;
+          },
+        },
         inbox,
         options,
       );
@@ -281,16 +342,28 @@ export async function connect(options: ConnectOptions): Promise<SshClient> {
     t.authenticated();
     connection = new Connection({ send: (p) => t.send(p) }, { side: "client" });
     const client = new SshClient(t, connection);
-    if (options.keepaliveInterval) client.startKeepalive(options.keepaliveInterval, options.keepaliveCountMax ?? 3);
+    if (options.keepaliveInterval) {
+      client.startKeepalive(
+        options.keepaliveInterval,
+        options.keepaliveCountMax ?? 3,
+      );
+    }
     return client;
   } catch (e) {
     if (transport) {
-      if (!transport.isClosed) await transport.disconnect(DisconnectReason.BY_APPLICATION, (e as Error).message);
+      if (!transport.isClosed) {
+        await transport.disconnect(
+          DisconnectReason.BY_APPLICATION,
+          (e as Error).message,
+        );
+      }
       const reason = await transport.closed;
       if (controller.signal.aborted) throw controller.signal.reason;
       // Prefer the transport's reason (e.g. the peer's DISCONNECT) over the
       // generic rejection that surfaced here.
-      if (reason && !(e instanceof Error && e.name !== "DisconnectError")) throw reason;
+      if (reason && !(e instanceof Error && e.name !== "DisconnectError")) {
+        throw reason;
+      }
     } else if (conn) {
       conn.close();
     }

@@ -24,7 +24,11 @@
  * @module
  */
 export { connect, type ConnectOptions, SshClient } from "./client.ts";
-export type { ClientAuthOptions, InteractiveChallenge, InteractivePrompt } from "./auth/client.ts";
+export type {
+  ClientAuthOptions,
+  InteractiveChallenge,
+  InteractivePrompt,
+} from "./auth/client.ts";
 export {
   acceptConnection,
   commandSessionHandler,
@@ -36,9 +40,18 @@ export {
   type ServerLogEvent,
   type SshServer,
 } from "./server.ts";
-export type { AuthContext, ServerAuthOptions, ServerAuthResult } from "./auth/server.ts";
+export type {
+  AuthContext,
+  ServerAuthOptions,
+  ServerAuthResult,
+} from "./auth/server.ts";
 export * from "./connection/mod.ts";
-export { AuthError, ChannelOpenError, DisconnectError, HostKeyError } from "./errors.ts";
+export {
+  AuthError,
+  ChannelOpenError,
+  DisconnectError,
+  HostKeyError,
+} from "./errors.ts";
 export {
   ChannelOpenFailure,
   DisconnectReason,
@@ -52,6 +65,18 @@ export {
   DEFAULT_ALGORITHMS,
   SUPPORTED_ALGORITHMS,
 } from "./transport/algorithms.ts";
-export type { Duplex, HostKeyVerifier } from "./transport/transport.ts";
-export { commandDuplex, memoryDuplexPair } from "./transport/duplex.ts";
+export {
+  type Duplex,
+  type HostKeyVerifier,
+  Transport,
+  type TransportOptions,
+} from "./transport/transport.ts";
+export type { KexInit, Negotiated } from "./transport/algorithms.ts";
+export {
+  type CommandDuplex,
+  commandDuplex,
+  type CommandDuplexOptions,
+  type MemoryDuplexOptions,
+  memoryDuplexPair,
+} from "./transport/duplex.ts";
 export * from "./keys/mod.ts";

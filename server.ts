@@ -26,7 +26,11 @@
  * @module
  */
 import { Inbox } from "./auth/_inbox.ts";
-import { runServerAuth, type ServerAuthOptions, type ServerAuthResult } from "./auth/server.ts";
+import {
+  runServerAuth,
+  type ServerAuthOptions,
+  type ServerAuthResult,
+} from "./auth/server.ts";
 import { Connection } from "./connection/connection.ts";
 import type { ServerSession } from "./connection/mod.ts";
 import { DisconnectError } from "./errors.ts";
@@ -36,7 +40,11 @@ import type { AlgorithmPreferences } from "./transport/algorithms.ts";
 import { type Duplex, Transport } from "./transport/transport.ts";
 import { DisconnectReason, Msg } from "./wire/messages.ts";
 
-export type { AuthContext, ServerAuthOptions, ServerAuthResult } from "./auth/server.ts";
+export type {
+  AuthContext,
+  ServerAuthOptions,
+  ServerAuthResult,
+} from "./auth/server.ts";
 export { commandSessionHandler } from "./connection/mod.ts";
 export type { ServerSession, SessionRequest } from "./connection/mod.ts";
 
@@ -114,7 +122,10 @@ export interface ServerConnection {
  * soon as the connection is set up (before the handshake); watch
  * `authenticated` and `closed`.
  */
-export function acceptConnection(duplex: Duplex, options: ServerConnectionOptions): Promise<ServerConnection> {
+export function acceptConnection(
+  duplex: Duplex,
+  options: ServerConnectionOptions,
+): Promise<ServerConnection> {
   const info: ConnectionInfo = { remoteAddress: options.remoteAddress };
   const inbox = new Inbox();
   let connection: Connection | null = null;
@@ -129,7 +140,10 @@ export function acceptConnection(duplex: Duplex, options: ServerConnectionOption
     onMessage: (payload) => {
       const type = payload[0];
       if (!authed) {
-        if (type === Msg.SERVICE_REQUEST || type === Msg.USERAUTH_REQUEST || type === Msg.USERAUTH_INFO_RESPONSE) {
+        if (
+          type === Msg.SERVICE_REQUEST || type === Msg.USERAUTH_REQUEST ||
+          type === Msg.USERAUTH_INFO_RESPONSE
+        ) {
           inbox.push(payload);
           return;
         }
@@ -143,11 +157,18 @@ export function acceptConnection(duplex: Duplex, options: ServerConnectionOption
       // RFC 4252 section 5.1: requests after success are ignored.
       if (type === Msg.USERAUTH_REQUEST) return;
       if (type >= 80 && type <= 127) return connection!.dispatch(payload);
-      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Unexpected message ${type} after authentication`);
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        `Unexpected message ${type} after authentication`,
+      );
     },
   });
   transport.closed.then((e) => {
-    const err = e ?? new DisconnectError(DisconnectReason.CONNECTION_LOST, "Connection closed");
+    const err = e ??
+      new DisconnectError(
+        DisconnectReason.CONNECTION_LOST,
+        "Connection closed",
+      );
     inbox.close(err);
     connection?.close(err);
   });
@@ -176,15 +197,18 @@ export function acceptConnection(duplex: Duplex, options: ServerConnectionOption
       info.auth = result;
       connection = new Connection({ send: (p) => transport.send(p) }, {
         side: "server",
-        onSessionOpen: options.onSession ? (session: ServerSession) => options.onSession!(session, info) : undefined,
+        onSessionOpen: options.onSession
+          ? (session: ServerSession) => options.onSession!(session, info)
+          : undefined,
       });
       options.onAuthenticated?.(info);
       return result;
     } catch (e) {
       if (!transport.isClosed) {
-        const err = e instanceof DisconnectError
-          ? e
-          : new DisconnectError(DisconnectReason.PROTOCOL_ERROR, (e as Error).message);
+        const err = e instanceof DisconnectError ? e : new DisconnectError(
+          DisconnectReason.PROTOCOL_ERROR,
+          (e as Error).message,
+        );
         await transport.disconnect(err.reason, err.message);
       }
       throw (await transport.closed) ?? e;
@@ -202,12 +226,17 @@ export function acceptConnection(duplex: Duplex, options: ServerConnectionOption
     keepalive = setInterval(() => {
       if (outstanding >= max) {
         clearInterval(keepalive);
-        transport.disconnect(DisconnectReason.CONNECTION_LOST, `Timeout, client not responding to ${max} keepalives`)
+        transport.disconnect(
+          DisconnectReason.CONNECTION_LOST,
+          `Timeout, client not responding to ${max} keepalives`,
+        )
           .catch(() => {});
         return;
       }
       outstanding++;
-      connection?.globalRequest("keepalive@openssh.com", undefined, { wantReply: true }).then(() => {
+      connection?.globalRequest("keepalive@openssh.com", undefined, {
+        wantReply: true,
+      }).then(() => {
         outstanding = 0;
       }, () => {});
     }, interval);
@@ -221,8 +250,10 @@ export function acceptConnection(duplex: Duplex, options: ServerConnectionOption
     get connection() {
       return connection;
     },
-    close: (reason = DisconnectReason.BY_APPLICATION, description = "Server closing") =>
-      transport.disconnect(reason, description),
+    close: (
+      reason = DisconnectReason.BY_APPLICATION,
+      description = "Server closing",
+    ) => transport.disconnect(reason, description),
   };
   return Promise.resolve(server);
 }
@@ -256,9 +287,20 @@ export interface ServeOptions extends ServerConnectionOptions {
 export type ServerLogEvent =
   | { type: "connect"; remoteAddress: string }
   | { type: "refused"; remoteAddress: string; reason: string }
-  | { type: "auth"; remoteAddress: string; username: string; methods: string[]; key?: string }
+  | {
+    type: "auth";
+    remoteAddress: string;
+    username: string;
+    methods: string[];
+    key?: string;
+  }
   | { type: "auth-failed"; remoteAddress: string; reason: string }
-  | { type: "close"; remoteAddress: string; username?: string; reason?: string };
+  | {
+    type: "close";
+    remoteAddress: string;
+    username?: string;
+    reason?: string;
+  };
 
 /** A listening SSH server. */
 export interface SshServer {
@@ -276,7 +318,10 @@ export interface SshServer {
 
 /** Listens on TCP and serves SSH connections. */
 export function serve(options: ServeOptions): SshServer {
-  const listener = Deno.listen({ hostname: options.hostname ?? "0.0.0.0", port: options.port ?? 22 });
+  const listener = Deno.listen({
+    hostname: options.hostname ?? "0.0.0.0",
+    port: options.port ?? 22,
+  });
   const live = new Set<ServerConnection>();
   const pending = new Set<Promise<unknown>>();
   let unauthenticated = 0;
@@ -289,15 +334,24 @@ export function serve(options: ServeOptions): SshServer {
     const remoteAddress = `${addr.hostname}:${addr.port}`;
     // MaxStartups: random early drop between start and full.
     if (unauthenticated >= startups.full) {
-      log({ type: "refused", remoteAddress, reason: "too many unauthenticated connections" });
+      log({
+        type: "refused",
+        remoteAddress,
+        reason: "too many unauthenticated connections",
+      });
       conn.close();
       return;
     }
     if (unauthenticated >= startups.start) {
-      const p = startups.rate + (100 - startups.rate) * (unauthenticated - startups.start) /
+      const p = startups.rate +
+        (100 - startups.rate) * (unauthenticated - startups.start) /
           Math.max(1, startups.full - startups.start);
       if (Math.random() * 100 < p) {
-        log({ type: "refused", remoteAddress, reason: "too many unauthenticated connections" });
+        log({
+          type: "refused",
+          remoteAddress,
+          reason: "too many unauthenticated connections",
+        });
         conn.close();
         return;
       }
@@ -322,15 +376,30 @@ export function serve(options: ServeOptions): SshServer {
     live.add(server);
     server.authenticated.then((r) => {
       uncount();
-      log({ type: "auth", remoteAddress, username: r.username, methods: r.methods, key: r.key?.fingerprint() });
+      log({
+        type: "auth",
+        remoteAddress,
+        username: r.username,
+        methods: r.methods,
+        key: r.key?.fingerprint(),
+      });
     }, (e) => {
       uncount();
-      log({ type: "auth-failed", remoteAddress, reason: (e as Error)?.message ?? String(e) });
+      log({
+        type: "auth-failed",
+        remoteAddress,
+        reason: (e as Error)?.message ?? String(e),
+      });
     });
     const reason = await server.closed;
     await server.authenticated.catch(() => {});
     live.delete(server);
-    log({ type: "close", remoteAddress, username: server.info.username, reason: reason?.message });
+    log({
+      type: "close",
+      remoteAddress,
+      username: server.info.username,
+      reason: reason?.message,
+    });
   };
 
   const acceptLoop = (async () => {
@@ -362,7 +431,11 @@ export function serve(options: ServeOptions): SshServer {
     }
     finished = (async () => {
       await acceptLoop;
-      await Promise.all([...live].map((c) => c.close(DisconnectReason.BY_APPLICATION, "Server shutting down")));
+      await Promise.all(
+        [...live].map((c) =>
+          c.close(DisconnectReason.BY_APPLICATION, "Server shutting down")
+        ),
+      );
       await Promise.all([...pending]);
     })();
     return finished;

@@ -9,7 +9,9 @@ import { DisconnectReason } from "../wire/messages.ts";
 
 export class Inbox {
   #items: Uint8Array[] = [];
-  #waiter: { resolve: (p: Uint8Array) => void; reject: (e: Error) => void } | null = null;
+  #waiter:
+    | { resolve: (p: Uint8Array) => void; reject: (e: Error) => void }
+    | null = null;
   #error: Error | null = null;
   readonly #limit: number;
 

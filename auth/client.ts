@@ -37,7 +37,9 @@ export interface ClientAuthOptions {
   /** Keys for `publickey`, tried in order. */
   privateKeys?: readonly PrivateKey[];
   /** Answers keyboard-interactive challenges; return null to give up. */
-  keyboardInteractive?: (challenge: InteractiveChallenge) => string[] | null | Promise<string[] | null>;
+  keyboardInteractive?: (
+    challenge: InteractiveChallenge,
+  ) => string[] | null | Promise<string[] | null>;
   /** Called with the server's banner (RFC 4252 section 5.4). */
   onBanner?: (message: string) => void;
   /** Asked for a new password when the server requires a change; null to give up. */
@@ -81,19 +83,28 @@ export async function runClientAuth(
   inbox: Inbox,
   options: ClientAuthOptions,
 ): Promise<ClientAuthResult> {
-  await link.send(new SshWriter(32).byte(Msg.SERVICE_REQUEST).string("ssh-userauth").bytes());
+  await link.send(
+    new SshWriter(32).byte(Msg.SERVICE_REQUEST).string("ssh-userauth").bytes(),
+  );
   const accept = await nextReply(inbox, options);
   if (accept[0] !== Msg.SERVICE_ACCEPT) {
-    throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Expected SERVICE_ACCEPT, got message ${accept[0]}`);
+    throw new DisconnectError(
+      DisconnectReason.PROTOCOL_ERROR,
+      `Expected SERVICE_ACCEPT, got message ${accept[0]}`,
+    );
   }
   const user = options.username;
-  const order = options.methods ?? ["publickey", "keyboard-interactive", "password"];
+  const order = options.methods ??
+    ["publickey", "keyboard-interactive", "password"];
   const keys = [...(options.privateKeys ?? [])];
   let passwordTries = options.passwordAttempts ?? 3;
   let kbdTries = options.passwordAttempts ?? 3;
   const succeeded: string[] = [];
 
-  const request = (method: string) => new SshWriter(256).byte(Msg.USERAUTH_REQUEST).string(user).string("ssh-connection").string(method);
+  const request = (method: string) =>
+    new SshWriter(256).byte(Msg.USERAUTH_REQUEST).string(user).string(
+      "ssh-connection",
+    ).string(method);
 
   // "none" first: it may succeed, and it tells which methods can continue.
   await link.send(request("none").bytes());
@@ -110,14 +121,23 @@ export async function runClientAuth(
     for (const m of order) {
       if (!allowed.includes(m)) continue;
       if (m === "publickey" && keys.length > 0) next = m;
-      else if (m === "password" && options.password !== undefined && passwordTries > 0) next = m;
-      else if (m === "keyboard-interactive" && (options.keyboardInteractive || options.password !== undefined) && kbdTries > 0) {
+      else if (
+        m === "password" && options.password !== undefined && passwordTries > 0
+      ) next = m;
+      else if (
+        m === "keyboard-interactive" &&
+        (options.keyboardInteractive || options.password !== undefined) &&
+        kbdTries > 0
+      ) {
         next = m;
       }
       if (next) break;
     }
     if (!next) {
-      throw new AuthError(`Permission denied (${allowed.join(",") || "no methods left"})`, allowed);
+      throw new AuthError(
+        `Permission denied (${allowed.join(",") || "no methods left"})`,
+        allowed,
+      );
     }
     if (next === "publickey") {
       const key = keys.shift()!;
@@ -125,40 +145,60 @@ export async function runClientAuth(
       const blob = key.publicKey.blob;
       // Query first (RFC 4252 section 7): the server says whether it would
       // accept the key before we spend a signature on it.
-      await link.send(request("publickey").boolean(false).string(algorithm).string(blob).bytes());
+      await link.send(
+        request("publickey").boolean(false).string(algorithm).string(blob)
+          .bytes(),
+      );
       reply = await nextReply(inbox, options);
       if (reply[0] === Msg.USERAUTH_60) {
         const r = new SshReader(reply, "USERAUTH_PK_OK");
         r.byte();
         r.utf8(256);
         r.string(16 * 1024);
-        const signed = new SshWriter(512).string(link.sessionId).byte(Msg.USERAUTH_REQUEST).string(user).string(
+        const signed = new SshWriter(512).string(link.sessionId).byte(
+          Msg.USERAUTH_REQUEST,
+        ).string(user).string(
           "ssh-connection",
-        ).string("publickey").boolean(true).string(algorithm).string(blob).bytes();
+        ).string("publickey").boolean(true).string(algorithm).string(blob)
+          .bytes();
         const signature = key.sign(signed, algorithm);
-        await link.send(request("publickey").boolean(true).string(algorithm).string(blob).string(signature).bytes());
+        await link.send(
+          request("publickey").boolean(true).string(algorithm).string(blob)
+            .string(signature).bytes(),
+        );
         reply = await nextReply(inbox, options);
       }
       state = parseOutcome(reply, "publickey");
     } else if (next === "password") {
       passwordTries--;
-      const password = typeof options.password === "function" ? await options.password() : options.password!;
+      const password = typeof options.password === "function"
+        ? await options.password()
+        : options.password!;
       if (password === null) {
         passwordTries = 0;
         continue;
       }
-      await link.send(request("password").boolean(false).string(password).bytes());
+      await link.send(
+        request("password").boolean(false).string(password).bytes(),
+      );
       reply = await nextReply(inbox, options);
       if (reply[0] === Msg.USERAUTH_60) {
         // PASSWD_CHANGEREQ (RFC 4252 section 8).
         const r = new SshReader(reply, "USERAUTH_PASSWD_CHANGEREQ");
         r.byte();
         const prompt = sanitize(r.utf8(4096));
-        const fresh = options.onPasswordChange ? await options.onPasswordChange(prompt) : null;
+        const fresh = options.onPasswordChange
+          ? await options.onPasswordChange(prompt)
+          : null;
         if (fresh === null) {
-          throw new AuthError(`Server requires a password change: ${prompt}`, ["password"]);
+          throw new AuthError(`Server requires a password change: ${prompt}`, [
+            "password",
+          ]);
         }
-        await link.send(request("password").boolean(true).string(password).string(fresh).bytes());
+        await link.send(
+          request("password").boolean(true).string(password).string(fresh)
+            .bytes(),
+        );
         reply = await nextReply(inbox, options);
         if (reply[0] === Msg.USERAUTH_60) {
           throw new AuthError("Server rejected the new password", ["password"]);
@@ -167,7 +207,9 @@ export async function runClientAuth(
       state = parseOutcome(reply, "password");
     } else {
       kbdTries--;
-      await link.send(request("keyboard-interactive").string("").string("").bytes());
+      await link.send(
+        request("keyboard-interactive").string("").string("").bytes(),
+      );
       for (;;) {
         reply = await nextReply(inbox, options);
         if (reply[0] !== Msg.USERAUTH_60) break;
@@ -178,8 +220,12 @@ export async function runClientAuth(
         } else {
           // Only a password is configured: answer single non-echo prompts with it,
           // as OpenSSH does for PAM password prompts.
-          const pw = typeof options.password === "function" ? await options.password() : options.password!;
-          answers = pw !== null && challenge.prompts.every((p) => !p.echo) ? challenge.prompts.map(() => pw) : null;
+          const pw = typeof options.password === "function"
+            ? await options.password()
+            : options.password!;
+          answers = pw !== null && challenge.prompts.every((p) => !p.echo)
+            ? challenge.prompts.map(() => pw)
+            : null;
         }
         if (answers === null) answers = challenge.prompts.map(() => "");
         if (answers.length !== challenge.prompts.length) {
@@ -187,7 +233,9 @@ export async function runClientAuth(
             `keyboardInteractive returned ${answers.length} answers for ${challenge.prompts.length} prompts`,
           );
         }
-        const w = new SshWriter(256).byte(Msg.USERAUTH_INFO_RESPONSE).uint32(answers.length);
+        const w = new SshWriter(256).byte(Msg.USERAUTH_INFO_RESPONSE).uint32(
+          answers.length,
+        );
         for (const a of answers) w.string(a);
         await link.send(w.bytes());
       }
@@ -205,7 +253,9 @@ interface Outcome {
 
 function parseOutcome(reply: Uint8Array, method: string): Outcome {
   if (reply[0] === Msg.USERAUTH_SUCCESS) {
-    if (reply.length !== 1) throw new SyntaxError("Malformed USERAUTH_SUCCESS: trailing bytes");
+    if (reply.length !== 1) {
+      throw new SyntaxError("Malformed USERAUTH_SUCCESS: trailing bytes");
+    }
     return { success: true, partial: false, methods: [], method };
   }
   if (reply[0] === Msg.USERAUTH_FAILURE) {
@@ -217,12 +267,17 @@ function parseOutcome(reply: Uint8Array, method: string): Outcome {
   }
   throw new DisconnectError(
     DisconnectReason.PROTOCOL_ERROR,
-    `Unexpected message ${reply[0]} in reply to a ${method} authentication request`,
+    `Unexpected message ${
+      reply[0]
+    } in reply to a ${method} authentication request`,
   );
 }
 
 /** Next auth reply, with banners handed to the callback on the way. */
-async function nextReply(inbox: Inbox, options: ClientAuthOptions): Promise<Uint8Array> {
+async function nextReply(
+  inbox: Inbox,
+  options: ClientAuthOptions,
+): Promise<Uint8Array> {
   for (;;) {
     const msg = await inbox.next();
     if (msg[0] !== Msg.USERAUTH_BANNER) return msg;
@@ -248,16 +303,25 @@ function parseInfoRequest(msg: Uint8Array): InteractiveChallenge {
     );
   }
   const prompts: InteractivePrompt[] = [];
-  for (let i = 0; i < count; i++) prompts.push({ prompt: sanitize(r.utf8(4096)), echo: r.boolean() });
+  for (let i = 0; i < count; i++) {
+    prompts.push({ prompt: sanitize(r.utf8(4096)), echo: r.boolean() });
+  }
   return { name, instruction, prompts };
 }
+
+// Control characters (minus tab/newline/CR for multi-line text) and the
+// 8-bit CSI: the characters a terminal would act on.
+// deno-lint-ignore no-control-regex
+const CONTROL_MULTILINE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x9b]/g;
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x1f\x7f\x9b]/g;
 
 /**
  * Removes terminal control characters from server-supplied text before an
  * application shows it (a hostile server must not drive the user's terminal).
  */
 function sanitize(text: string, multiline = false): string {
-  return text.replace(multiline ? /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x9b]/g : /[\x00-\x1f\x7f\x9b]/g, "");
+  return text.replace(multiline ? CONTROL_MULTILINE : CONTROL, "");
 }
 
 /**
@@ -265,7 +329,10 @@ function sanitize(text: string, multiline = false): string {
  * variant the server announced in `server-sig-algs` (RFC 8332 section 3.3),
  * never SHA-1.
  */
-export function pickSignatureAlgorithm(key: PrivateKey, serverSigAlgs: readonly string[] | null): string {
+export function pickSignatureAlgorithm(
+  key: PrivateKey,
+  serverSigAlgs: readonly string[] | null,
+): string {
   const algs = key.publicKey.signatureAlgorithms;
   if (serverSigAlgs) {
     const match = algs.find((a) => serverSigAlgs.includes(a));

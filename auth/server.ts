@@ -29,15 +29,21 @@ export interface AuthContext {
 /** Server authentication policy and callbacks. */
 export interface ServerAuthOptions {
   /** Checks a password; absent means the method is not offered. */
-  password?: (ctx: AuthContext & { password: string }) => boolean | Promise<boolean>;
+  password?: (
+    ctx: AuthContext & { password: string },
+  ) => boolean | Promise<boolean>;
   /**
    * Says whether `key` may log in as the user. Called for queries too; the
    * result only counts once the client's signature has verified.
    */
-  publicKey?: (ctx: AuthContext & { key: PublicKey }) => boolean | Promise<boolean>;
+  publicKey?: (
+    ctx: AuthContext & { key: PublicKey },
+  ) => boolean | Promise<boolean>;
   /** Runs a keyboard-interactive conversation through `prompt`. */
   keyboardInteractive?: (
-    ctx: AuthContext & { prompt: (challenge: Partial<InteractiveChallenge>) => Promise<string[]> },
+    ctx: AuthContext & {
+      prompt: (challenge: Partial<InteractiveChallenge>) => Promise<string[]>;
+    },
   ) => boolean | Promise<boolean>;
   /** Allows `none` (no authentication) for a user. */
   none?: (ctx: AuthContext) => boolean | Promise<boolean>;
@@ -98,15 +104,23 @@ export async function runServerAuth(
   };
   const first = await inbox.next();
   if (first[0] !== Msg.SERVICE_REQUEST) {
-    throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Expected SERVICE_REQUEST, got message ${first[0]}`);
+    throw new DisconnectError(
+      DisconnectReason.PROTOCOL_ERROR,
+      `Expected SERVICE_REQUEST, got message ${first[0]}`,
+    );
   }
   const sr = new SshReader(first, "SERVICE_REQUEST");
   sr.byte();
   const service = sr.utf8(64);
   if (service !== "ssh-userauth") {
-    throw new DisconnectError(DisconnectReason.SERVICE_NOT_AVAILABLE, `Service ${JSON.stringify(service)} not available`);
+    throw new DisconnectError(
+      DisconnectReason.SERVICE_NOT_AVAILABLE,
+      `Service ${JSON.stringify(service)} not available`,
+    );
   }
-  send(new SshWriter(32).byte(Msg.SERVICE_ACCEPT).string("ssh-userauth").bytes());
+  send(
+    new SshWriter(32).byte(Msg.SERVICE_ACCEPT).string("ssh-userauth").bytes(),
+  );
 
   const offered = [
     ...(options.publicKey ? ["publickey"] : []),
@@ -126,19 +140,26 @@ export async function runServerAuth(
   const remaining = (): string[] => {
     const names = new Set<string>();
     for (const list of lists) {
-      if (done.every((d) => list.includes(d))) for (const m of list) if (!done.includes(m)) names.add(m);
+      if (done.every((d) => list.includes(d))) {
+        for (const m of list) if (!done.includes(m)) names.add(m);
+      }
     }
     return offered.filter((m) => names.has(m));
   };
 
-  const failure = async (started: number, partial: boolean, counts: boolean) => {
+  const failure = async (
+    started: number,
+    partial: boolean,
+    counts: boolean,
+  ) => {
     if (counts) failures++;
     if (!partial) {
       // Round every failure up to a multiple of the floor, measured from the
       // request's arrival, so the work done for known and unknown users
       // (and short or long passwords) does not show in the timing.
       const elapsed = performance.now() - started;
-      const wait = Math.max(floor, Math.ceil(elapsed / floor) * floor) - elapsed;
+      const wait = Math.max(floor, Math.ceil(elapsed / floor) * floor) -
+        elapsed;
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
     if (failures >= maxTries) {
@@ -147,7 +168,10 @@ export async function runServerAuth(
         `Too many authentication failures for ${user ?? "unknown user"}`,
       );
     }
-    send(new SshWriter(64).byte(Msg.USERAUTH_FAILURE).nameList(remaining()).boolean(partial).bytes());
+    send(
+      new SshWriter(64).byte(Msg.USERAUTH_FAILURE).nameList(remaining())
+        .boolean(partial).bytes(),
+    );
   };
 
   for (;;) {
@@ -155,7 +179,10 @@ export async function runServerAuth(
     const started = performance.now();
     if (msg[0] !== Msg.USERAUTH_REQUEST) {
       if (msg[0] === Msg.USERAUTH_INFO_RESPONSE) {
-        throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "Unexpected keyboard-interactive response");
+        throw new DisconnectError(
+          DisconnectReason.PROTOCOL_ERROR,
+          "Unexpected keyboard-interactive response",
+        );
       }
       throw new DisconnectError(
         DisconnectReason.PROTOCOL_ERROR,
@@ -171,15 +198,24 @@ export async function runServerAuth(
     if (user !== null && username !== user) {
       // Resetting state silently is how stale partial success leaks across
       // users (russh CVE-2026-46705); refuse like OpenSSH does.
-      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "Change of user name during authentication is not allowed");
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        "Change of user name during authentication is not allowed",
+      );
     }
     if (svc !== "ssh-connection") {
-      throw new DisconnectError(DisconnectReason.SERVICE_NOT_AVAILABLE, `Service ${JSON.stringify(svc)} not available`);
+      throw new DisconnectError(
+        DisconnectReason.SERVICE_NOT_AVAILABLE,
+        `Service ${JSON.stringify(svc)} not available`,
+      );
     }
     user = username;
     if (!bannerSent) {
       bannerSent = true;
-      send(new SshWriter(256).byte(Msg.USERAUTH_BANNER).string(options.banner!).string("").bytes());
+      send(
+        new SshWriter(256).byte(Msg.USERAUTH_BANNER).string(options.banner!)
+          .string("").bytes(),
+      );
     }
     const ctx: AuthContext = { username, remoteAddress };
     let ok = false;
@@ -187,15 +223,22 @@ export async function runServerAuth(
     if (method === "none") {
       r.end();
       ok = options.none ? await options.none(ctx) : false;
-    } else if (method === "password" && options.password && remaining().includes("password")) {
+    } else if (
+      method === "password" && options.password &&
+      remaining().includes("password")
+    ) {
       const change = r.boolean();
       const password = r.utf8(Infinity);
       if (change) r.utf8(Infinity);
       r.end();
       // Over-long passwords fail the same way as wrong ones (no early exit
       // that would show in the timing), without reaching the callback.
-      ok = !change && password.length <= MAX_PASSWORD && await options.password({ ...ctx, password });
-    } else if (method === "publickey" && options.publicKey && remaining().includes("publickey")) {
+      ok = !change && password.length <= MAX_PASSWORD &&
+        await options.password({ ...ctx, password });
+    } else if (
+      method === "publickey" && options.publicKey &&
+      remaining().includes("publickey")
+    ) {
       const hasSignature = r.boolean();
       const algorithm = r.utf8(64);
       const blob = r.string(16 * 1024);
@@ -203,7 +246,9 @@ export async function runServerAuth(
       r.end();
       let key: PublicKey | null = null;
       try {
-        key = SIGNATURE_ALGORITHMS.includes(algorithm) ? parsePublicKey(blob) : null;
+        key = SIGNATURE_ALGORITHMS.includes(algorithm)
+          ? parsePublicKey(blob)
+          : null;
       } catch {
         key = null;
       }
@@ -211,28 +256,42 @@ export async function runServerAuth(
       if (key && signature === null) {
         if (await options.publicKey({ ...ctx, key })) {
           // PK_OK (RFC 4252 section 7): not a failure, not a success.
-          send(new SshWriter(64).byte(Msg.USERAUTH_60).string(algorithm).string(blob).bytes());
+          send(
+            new SshWriter(64).byte(Msg.USERAUTH_60).string(algorithm).string(
+              blob,
+            ).bytes(),
+          );
           continue;
         }
       } else if (key && signature) {
-        const signed = new SshWriter(512).string(link.sessionId).raw(msg.subarray(0, msg.length - 4 - signature.length))
+        const signed = new SshWriter(512).string(link.sessionId).raw(
+          msg.subarray(0, msg.length - 4 - signature.length),
+        )
           .bytes();
         // Verify first; only a key whose signature verified is ever reported
         // as the authenticated one (Go CVE-2024-45337).
-        if (key.verify(signed, signature, algorithm) && await options.publicKey({ ...ctx, key })) {
+        if (
+          key.verify(signed, signature, algorithm) &&
+          await options.publicKey({ ...ctx, key })
+        ) {
           ok = true;
           verifiedKey = key;
         }
       }
     } else if (
-      method === "keyboard-interactive" && options.keyboardInteractive && remaining().includes("keyboard-interactive")
+      method === "keyboard-interactive" && options.keyboardInteractive &&
+      remaining().includes("keyboard-interactive")
     ) {
       r.utf8(256); // language tag
       r.utf8(1024); // submethods
       r.end();
-      const prompt = async (challenge: Partial<InteractiveChallenge>): Promise<string[]> => {
+      const prompt = async (
+        challenge: Partial<InteractiveChallenge>,
+      ): Promise<string[]> => {
         const prompts = challenge.prompts ?? [];
-        const w = new SshWriter(256).byte(Msg.USERAUTH_60).string(challenge.name ?? "").string(
+        const w = new SshWriter(256).byte(Msg.USERAUTH_60).string(
+          challenge.name ?? "",
+        ).string(
           challenge.instruction ?? "",
         ).string("").uint32(prompts.length);
         for (const p of prompts) w.string(p.prompt).boolean(p.echo);
@@ -248,7 +307,10 @@ export async function runServerAuth(
         rr.byte();
         const n = rr.uint32();
         if (n !== prompts.length) {
-          throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Got ${n} responses to ${prompts.length} prompts`);
+          throw new DisconnectError(
+            DisconnectReason.PROTOCOL_ERROR,
+            `Got ${n} responses to ${prompts.length} prompts`,
+          );
         }
         const answers: string[] = [];
         for (let i = 0; i < n; i++) answers.push(rr.utf8(MAX_PASSWORD));
@@ -265,7 +327,8 @@ export async function runServerAuth(
       continue;
     }
     if (!done.includes(method)) done.push(method);
-    const complete = method === "none" || lists.some((list) => list.every((m) => done.includes(m)));
+    const complete = method === "none" ||
+      lists.some((list) => list.every((m) => done.includes(m)));
     if (complete) {
       send(new Uint8Array([Msg.USERAUTH_SUCCESS]));
       return { username, methods: [...done], key: verifiedKey };

@@ -670,7 +670,12 @@ export class Channel {
   }
 
   #fail(error: Error): void {
-    if (this.#state === "gone") return;
+    if (this.#state === "gone") {
+      // Closed normally but maybe still waiting for a request handler that
+      // will never finish now.
+      this.#resolveClosed();
+      return;
+    }
     this.#state = "gone";
     this.#error = error;
     this.#rejectOpen(error);

@@ -42,7 +42,11 @@ function signalName(name: string, what: string): string {
   return bare;
 }
 
-function uint32Arg(value: number | undefined, fallback: number, what: string): number {
+function uint32Arg(
+  value: number | undefined,
+  fallback: number,
+  what: string,
+): number {
   const v = value ?? fallback;
   if (!Number.isInteger(v) || v < 0 || v > 0xffff_ffff) {
     throw new RangeError(`Invalid ${what}: ${v} is not a uint32`);

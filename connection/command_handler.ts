@@ -251,7 +251,11 @@ class CommandSession {
 
   async #run(): Promise<void> {
     const session = this.#session;
-    let status: { code: number | null; signal: string | null; coreDumped: boolean };
+    let status: {
+      code: number | null;
+      signal: string | null;
+      coreDumped: boolean;
+    };
     let kill: (signal: Deno.Signal) => void;
     let output: Promise<unknown>;
     let stopInput: () => void;

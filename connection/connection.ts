@@ -10,11 +10,7 @@
  */
 
 import { ChannelOpenError, DisconnectError } from "../errors.ts";
-import {
-  ChannelOpenFailure,
-  DisconnectReason,
-  Msg,
-} from "../wire/messages.ts";
+import { ChannelOpenFailure, DisconnectReason, Msg } from "../wire/messages.ts";
 import { SshReader } from "../wire/reader.ts";
 import { SshWriter } from "../wire/writer.ts";
 import {
@@ -230,7 +226,9 @@ export class Connection {
     }
     if (options?.side !== "client" && options?.side !== "server") {
       throw new TypeError(
-        `Invalid side: ${JSON.stringify(options?.side)} is not "client" or "server"`,
+        `Invalid side: ${
+          JSON.stringify(options?.side)
+        } is not "client" or "server"`,
       );
     }
     this.#link = link;
@@ -443,7 +441,9 @@ export class Connection {
         return;
       }
       default:
-        throw protocolError(`Unexpected message ${type} in the connection protocol`);
+        throw protocolError(
+          `Unexpected message ${type} in the connection protocol`,
+        );
     }
   }
 

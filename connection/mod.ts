@@ -24,6 +24,6 @@ export type {
   WindowSize,
 } from "./session.ts";
 export {
-  type CommandSessionHandlerOptions,
   commandSessionHandler,
+  type CommandSessionHandlerOptions,
 } from "./command_handler.ts";

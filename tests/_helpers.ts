@@ -4,7 +4,11 @@
  */
 import { createHash } from "node:crypto";
 import { connect, type ConnectOptions, type SshClient } from "../client.ts";
-import { acceptConnection, type ServerConnection, type ServerConnectionOptions } from "../server.ts";
+import {
+  acceptConnection,
+  type ServerConnection,
+  type ServerConnectionOptions,
+} from "../server.ts";
 import { generatePrivateKey } from "../keys/mod.ts";
 import type { PrivateKey } from "../keys/types.ts";
 import { memoryDuplexPair } from "../transport/duplex.ts";
@@ -55,7 +59,8 @@ export async function connectPair(
 ): Promise<Pair> {
   const hostKeys = serverOptions.hostKeys ?? [testKey("ed25519")];
   const sOpts: ServerConnectionOptions = {
-    password: ({ username, password }) => username === "alice" && password === "wonderland",
+    password: ({ username, password }) =>
+      username === "alice" && password === "wonderland",
     ...serverOptions,
     hostKeys,
   };
@@ -69,7 +74,10 @@ export async function connectPair(
   } else {
     listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const accepted = listener.accept();
-    clientDuplex = await Deno.connect({ hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port });
+    clientDuplex = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: (listener.addr as Deno.NetAddr).port,
+    });
     const conn = await accepted;
     listener.close();
     server = await acceptConnection(conn, sOpts);
@@ -78,7 +86,8 @@ export async function connectPair(
     transport: clientDuplex,
     username: "alice",
     password: "wonderland",
-    verifyHostKey: (key) => hostKeys.some((k) => k.publicKey.fingerprint() === key.fingerprint()),
+    verifyHostKey: (key) =>
+      hostKeys.some((k) => k.publicKey.fingerprint() === key.fingerprint()),
     ...clientOptions,
   });
   await server.authenticated;

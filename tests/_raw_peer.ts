@@ -26,7 +26,9 @@ export class RawPeer {
   }
 
   async write(bytes: Uint8Array | string): Promise<void> {
-    await this.#writer.write(typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes);
+    await this.#writer.write(
+      typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes,
+    );
   }
 
   /** Reads more bytes; false at EOF or error. */
@@ -36,7 +38,10 @@ export class RawPeer {
       const r = await Promise.race([
         this.#reader.read(),
         new Promise<never>((_, rej) => {
-          timer = setTimeout(() => rej(new Error("RawPeer read timed out")), Math.max(1, deadline - Date.now()));
+          timer = setTimeout(
+            () => rej(new Error("RawPeer read timed out")),
+            Math.max(1, deadline - Date.now()),
+          );
         }),
       ]);
       if (r.done) return false;
@@ -59,7 +64,8 @@ export class RawPeer {
     for (;;) {
       const nl = this.#buf.indexOf(0x0a);
       if (nl !== -1) {
-        const line = new TextDecoder().decode(this.#buf.subarray(0, nl)).replace(/\r$/, "");
+        const line = new TextDecoder().decode(this.#buf.subarray(0, nl))
+          .replace(/\r$/, "");
         this.#buf = this.#buf.slice(nl + 1);
         return line;
       }
@@ -71,9 +77,15 @@ export class RawPeer {
   async readPacket(timeout = 5000): Promise<Uint8Array | null> {
     const deadline = Date.now() + timeout;
     while (this.#buf.length < 4) if (!await this.#fill(deadline)) return null;
-    const len = new DataView(this.#buf.buffer, this.#buf.byteOffset).getUint32(0);
-    if (len > 300_000) throw new Error(`RawPeer: peer sent packet length ${len}`);
-    while (this.#buf.length < 4 + len) if (!await this.#fill(deadline)) return null;
+    const len = new DataView(this.#buf.buffer, this.#buf.byteOffset).getUint32(
+      0,
+    );
+    if (len > 300_000) {
+      throw new Error(`RawPeer: peer sent packet length ${len}`);
+    }
+    while (this.#buf.length < 4 + len) {
+      if (!await this.#fill(deadline)) return null;
+    }
     const pad = this.#buf[4];
     const payload = this.#buf.slice(5, 4 + len - pad);
     this.#buf = this.#buf.slice(4 + len);
@@ -94,7 +106,9 @@ export class RawPeer {
   }
 
   /** Reads packets until a DISCONNECT (returning its reason) or EOF (null). */
-  async readUntilDisconnect(timeout = 5000): Promise<{ reason: number; description: string } | null> {
+  async readUntilDisconnect(
+    timeout = 5000,
+  ): Promise<{ reason: number; description: string } | null> {
     for (;;) {
       const p = await this.readPacket(timeout);
       if (p === null) return null;
@@ -107,7 +121,10 @@ export class RawPeer {
   }
 
   /** Frames a payload as a plaintext packet (block size 8, valid padding). */
-  static frame(payload: Uint8Array, options: { padding?: number; lengthOverride?: number } = {}): Uint8Array {
+  static frame(
+    payload: Uint8Array,
+    options: { padding?: number; lengthOverride?: number } = {},
+  ): Uint8Array {
     let pad = options.padding ?? 8 - ((5 + payload.length) % 8);
     if (options.padding === undefined && pad < 4) pad += 8;
     const total = 5 + payload.length + pad;
@@ -140,7 +157,9 @@ export class RawPeer {
 }
 
 /** A client KEXINIT payload offering curve25519 and the given extras. */
-export function clientKexInit(options: { strict?: boolean; extraKex?: string[] } = {}): Uint8Array {
+export function clientKexInit(
+  options: { strict?: boolean; extraKex?: string[] } = {},
+): Uint8Array {
   const kex = ["curve25519-sha256", ...(options.extraKex ?? [])];
   if (options.strict ?? true) kex.push("kex-strict-c-v00@openssh.com");
   return new SshWriter()

@@ -8,7 +8,10 @@ import { SshWriter } from "../wire/writer.ts";
 import { connectionPair } from "../connection/_link.ts";
 import { commandSessionHandler } from "../connection/command_handler.ts";
 import type { ServerSession } from "../connection/session.ts";
-import { Connection, type ConnectionOptions } from "../connection/connection.ts";
+import {
+  Connection,
+  type ConnectionOptions,
+} from "../connection/connection.ts";
 import { ptySupported } from "../connection/pty.ts";
 
 const encoder = new TextEncoder();
@@ -31,7 +34,9 @@ function pseudoRandom(n: number): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+async function readAll(
+  stream: ReadableStream<Uint8Array>,
+): Promise<Uint8Array> {
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
@@ -81,7 +86,10 @@ Deno.test("exec through a custom handler: exit-status and exit-signal", async ()
       await w.write(encoder.encode(`ran ${command}`));
       w.releaseLock();
       if (command === "die") {
-        await session.exitSignal("SIGSEGV", { coreDumped: true, message: "boom" });
+        await session.exitSignal("SIGSEGV", {
+          coreDumped: true,
+          message: "boom",
+        });
       } else await session.exit(Number(command));
     }),
   });
@@ -112,8 +120,13 @@ Deno.test("16 MiB of stdin through cat comes back intact", async () => {
     await session.exec("cat; echo done >&2");
     const out = readAll(session.stdout);
     const err = readAll(session.stderr);
-    await new Blob([data.subarray(0, 3 * 1024 * 1024)]).stream().pipeTo(session.stdin);
-    assert.equal(sha256hex(await out), sha256hex(data.subarray(0, 3 * 1024 * 1024)));
+    await new Blob([data.subarray(0, 3 * 1024 * 1024)]).stream().pipeTo(
+      session.stdin,
+    );
+    assert.equal(
+      sha256hex(await out),
+      sha256hex(data.subarray(0, 3 * 1024 * 1024)),
+    );
     assert.equal(decoder.decode(await err), "done\n");
     assert.equal((await session.exit).code, 0);
   } finally {
@@ -172,7 +185,10 @@ Deno.test("flow control: a slow reader holds at most one window, and stalls only
       if (chunks.length % 16 === 0) await tick(1);
     }
     assert.equal(read, total);
-    assert.equal(sha256hex(await new Blob(chunks as BlobPart[]).bytes()), sha256hex(data));
+    assert.equal(
+      sha256hex(await new Blob(chunks as BlobPart[]).bytes()),
+      sha256hex(data),
+    );
     assert.equal(writeDone, true);
     assert.equal((await slow.exit).code, 0);
   } finally {
@@ -195,7 +211,9 @@ Deno.test("flow control: the client's writes wait for the server's window", asyn
     await session.shell();
     const writer = session.stdin.getWriter();
     let written = false;
-    const write = writer.write(pseudoRandom(200 * 1024)).then(() => written = true);
+    const write = writer.write(pseudoRandom(200 * 1024)).then(() =>
+      written = true
+    );
     await tick(30);
     assert.equal(written, false);
     // The server reads: the write completes.
@@ -249,13 +267,21 @@ Deno.test("EOF and CLOSE ordering loses no data: data, EOF, exit-status, CLOSE",
     assert.equal(r.stdout.length, 100_000);
     assert.equal(decoder.decode(r.stderr), "warn");
     assert.equal(r.code, 1);
-    assert.deepEqual(order.slice(order.lastIndexOf("stderr") + 1), ["eof", "request", "close"]);
+    assert.deepEqual(order.slice(order.lastIndexOf("stderr") + 1), [
+      "eof",
+      "request",
+      "close",
+    ]);
     order.length = 0;
     const s = await pair.client.exec("status-first");
     assert.equal(s.stdout.length, 100_000);
     assert.equal(decoder.decode(s.stderr), "e");
     assert.equal(s.code, 5);
-    assert.deepEqual(order.slice(order.lastIndexOf("stderr") + 1), ["request", "eof", "close"]);
+    assert.deepEqual(order.slice(order.lastIndexOf("stderr") + 1), [
+      "request",
+      "eof",
+      "close",
+    ]);
   } finally {
     pair.close();
   }
@@ -267,7 +293,9 @@ Deno.test("closing with unread data does not hang; aborting stdin closes the cha
     onSessionOpen: (session) => {
       session.onRequest = (req) => {
         if (req.type !== "shell") return false;
-        serverWrite = session.stdout.getWriter().write(new Uint8Array(1024 * 1024))
+        serverWrite = session.stdout.getWriter().write(
+          new Uint8Array(1024 * 1024),
+        )
           .then(() => "written", (e: Error) => e.message);
         return true;
       };
@@ -302,11 +330,17 @@ Deno.test("refused requests and opens", async () => {
   const pair = connectionPair({}, { onSessionOpen: sh });
   try {
     const session = await pair.client.openSession();
-    await assert.rejects(session.subsystem("sftp"), /subsystem request refused by server/);
+    await assert.rejects(
+      session.subsystem("sftp"),
+      /subsystem request refused by server/,
+    );
     assert.equal(await session.setEnv("PATH", "/evil"), false);
     assert.equal(await session.setEnv("LC_ALL", "C"), true);
     await session.exec("exit 0");
-    await assert.rejects(session.exec("echo again"), /exec request refused by server/);
+    await assert.rejects(
+      session.exec("echo again"),
+      /exec request refused by server/,
+    );
     await assert.rejects(session.shell(), /shell request refused by server/);
     await session.stdin.close();
     assert.equal((await session.exit).code, 0);
@@ -316,7 +350,10 @@ Deno.test("refused requests and opens", async () => {
 
   const silent = connectionPair({}, { onSessionOpen: () => {} });
   try {
-    await assert.rejects(silent.client.exec("true"), /exec request refused by server/);
+    await assert.rejects(
+      silent.client.exec("true"),
+      /exec request refused by server/,
+    );
     assert.equal(silent.client.channelCount, 0);
   } finally {
     silent.close();
@@ -345,9 +382,12 @@ Deno.test("env requests: accepted names reach the command, others are refused", 
     }),
   });
   try {
-    const r = await pair.client.exec('echo "$LANG|$LC_TIME|$FYNX_X|$SECRET|$FROM_SERVER"', {
-      env: { LANG: "C.UTF-8", LC_TIME: "C", FYNX_X: "1", SECRET: "no" },
-    });
+    const r = await pair.client.exec(
+      'echo "$LANG|$LC_TIME|$FYNX_X|$SECRET|$FROM_SERVER"',
+      {
+        env: { LANG: "C.UTF-8", LC_TIME: "C", FYNX_X: "1", SECRET: "no" },
+      },
+    );
     assert.equal(decoder.decode(r.stdout), "C.UTF-8|C|1||yes\n");
   } finally {
     pair.close();
@@ -373,7 +413,10 @@ Deno.test({
           if (done) break;
           text += decoder.decode(value, { stream: true });
         }
-        assert.ok(text.includes(needle), `no ${JSON.stringify(needle)} in ${JSON.stringify(text)}`);
+        assert.ok(
+          text.includes(needle),
+          `no ${JSON.stringify(needle)} in ${JSON.stringify(text)}`,
+        );
       };
       await writer.write(encoder.encode("stty size; echo T=$TERM\n"));
       await waitFor("40 100");
@@ -390,7 +433,9 @@ Deno.test({
       await writer.close().catch(() => {});
 
       // exec with a pty, then a signal.
-      const r = await pair.client.exec("test -t 0 && echo tty", { pty: { columns: 10, rows: 5 } });
+      const r = await pair.client.exec("test -t 0 && echo tty", {
+        pty: { columns: 10, rows: 5 },
+      });
       assert.match(decoder.decode(r.stdout), /tty/);
       const s2 = await pair.client.openSession();
       await s2.requestPty();
@@ -407,7 +452,10 @@ Deno.test({
 });
 
 /** A Connection whose peer is the test itself: payloads it sends are recorded. */
-function rawConnection(options: Omit<ConnectionOptions, "side"> & { side?: "client" | "server" } = {}) {
+function rawConnection(
+  options: Omit<ConnectionOptions, "side"> & { side?: "client" | "server" } =
+    {},
+) {
   const sent: Uint8Array[] = [];
   const conn = new Connection({
     send: (p) => {
@@ -418,14 +466,21 @@ function rawConnection(options: Omit<ConnectionOptions, "side"> & { side?: "clie
   return { conn, sent };
 }
 
-function expectViolation(conn: Connection, payload: Uint8Array, pattern: RegExp): void {
+function expectViolation(
+  conn: Connection,
+  payload: Uint8Array,
+  pattern: RegExp,
+): void {
   let err: unknown = null;
   try {
     conn.dispatch(payload);
   } catch (e) {
     err = e;
   }
-  assert.ok(err instanceof DisconnectError, `no DisconnectError for ${pattern}`);
+  assert.ok(
+    err instanceof DisconnectError,
+    `no DisconnectError for ${pattern}`,
+  );
   assert.equal(err.reason, DisconnectReason.PROTOCOL_ERROR);
   assert.match(err.message, pattern);
 }
@@ -439,21 +494,65 @@ Deno.test("protocol violations throw DisconnectError(PROTOCOL_ERROR)", async () 
     const opening = conn.openSession();
     assert.equal(sent[0][0], Msg.CHANNEL_OPEN);
     // A message for a channel still opening.
-    expectViolation(conn, msg(Msg.CHANNEL_DATA, 0).string("x").bytes(), /before its open was confirmed/);
-    conn.dispatch(msg(Msg.CHANNEL_OPEN_CONFIRMATION, 0).uint32(5).uint32(100).uint32(32768).bytes());
+    expectViolation(
+      conn,
+      msg(Msg.CHANNEL_DATA, 0).string("x").bytes(),
+      /before its open was confirmed/,
+    );
+    conn.dispatch(
+      msg(Msg.CHANNEL_OPEN_CONFIRMATION, 0).uint32(5).uint32(100).uint32(32768)
+        .bytes(),
+    );
     const session = await opening;
-    expectViolation(conn, msg(Msg.CHANNEL_DATA, 9).string("x").bytes(), /unknown channel 9/);
-    expectViolation(conn, msg(Msg.CHANNEL_DATA, 0).string(new Uint8Array(window + 1)).bytes(), /window is 1024/);
-    expectViolation(conn, msg(Msg.CHANNEL_WINDOW_ADJUST, 0).uint32(0xffff_ffff).bytes(), /overflows/);
-    expectViolation(conn, msg(Msg.CHANNEL_OPEN_CONFIRMATION, 0).uint32(0).uint32(0).uint32(0).bytes(), /not opening/);
-    expectViolation(conn, msg(Msg.CHANNEL_OPEN_FAILURE, 5).uint32(1).string("").string("").bytes(), /not opening/);
-    expectViolation(conn, new Uint8Array([Msg.CHANNEL_DATA, 0, 0]), /Malformed CHANNEL_DATA/);
-    expectViolation(conn, msg(Msg.CHANNEL_EOF, 0).uint32(1).bytes(), /Malformed CHANNEL_EOF/);
+    expectViolation(
+      conn,
+      msg(Msg.CHANNEL_DATA, 9).string("x").bytes(),
+      /unknown channel 9/,
+    );
+    expectViolation(
+      conn,
+      msg(Msg.CHANNEL_DATA, 0).string(new Uint8Array(window + 1)).bytes(),
+      /window is 1024/,
+    );
+    expectViolation(
+      conn,
+      msg(Msg.CHANNEL_WINDOW_ADJUST, 0).uint32(0xffff_ffff).bytes(),
+      /overflows/,
+    );
+    expectViolation(
+      conn,
+      msg(Msg.CHANNEL_OPEN_CONFIRMATION, 0).uint32(0).uint32(0).uint32(0)
+        .bytes(),
+      /not opening/,
+    );
+    expectViolation(
+      conn,
+      msg(Msg.CHANNEL_OPEN_FAILURE, 5).uint32(1).string("").string("").bytes(),
+      /not opening/,
+    );
+    expectViolation(
+      conn,
+      new Uint8Array([Msg.CHANNEL_DATA, 0, 0]),
+      /Malformed CHANNEL_DATA/,
+    );
+    expectViolation(
+      conn,
+      msg(Msg.CHANNEL_EOF, 0).uint32(1).bytes(),
+      /Malformed CHANNEL_EOF/,
+    );
     expectViolation(conn, new Uint8Array([85]), /Unexpected message 85/);
     // Exactly the window is fine; one byte more is not.
-    conn.dispatch(msg(Msg.CHANNEL_DATA, 0).string(new Uint8Array(window - 2)).bytes());
-    conn.dispatch(msg(Msg.CHANNEL_EXTENDED_DATA, 0).uint32(1).string("ok").bytes());
-    expectViolation(conn, msg(Msg.CHANNEL_DATA, 0).string("x").bytes(), /window is 0/);
+    conn.dispatch(
+      msg(Msg.CHANNEL_DATA, 0).string(new Uint8Array(window - 2)).bytes(),
+    );
+    conn.dispatch(
+      msg(Msg.CHANNEL_EXTENDED_DATA, 0).uint32(1).string("ok").bytes(),
+    );
+    expectViolation(
+      conn,
+      msg(Msg.CHANNEL_DATA, 0).string("x").bytes(),
+      /window is 0/,
+    );
     // Reading gives the window back.
     const reader = session.stdout.getReader();
     assert.equal((await reader.read()).value!.length, window - 2);
@@ -464,42 +563,89 @@ Deno.test("protocol violations throw DisconnectError(PROTOCOL_ERROR)", async () 
     // Data after EOF.
     conn.dispatch(msg(Msg.CHANNEL_DATA, 0).string("ok").bytes());
     conn.dispatch(msg(Msg.CHANNEL_EOF, 0).bytes());
-    expectViolation(conn, msg(Msg.CHANNEL_DATA, 0).string("late").bytes(), /after EOF/);
-    expectViolation(conn, msg(Msg.CHANNEL_EXTENDED_DATA, 0).uint32(1).string("late").bytes(), /after EOF/);
+    expectViolation(
+      conn,
+      msg(Msg.CHANNEL_DATA, 0).string("late").bytes(),
+      /after EOF/,
+    );
+    expectViolation(
+      conn,
+      msg(Msg.CHANNEL_EXTENDED_DATA, 0).uint32(1).string("late").bytes(),
+      /after EOF/,
+    );
     assert.equal(decoder.decode((await reader.read()).value), "ok");
     assert.equal((await reader.read()).done, true);
     assert.equal(decoder.decode(await readAll(session.stderr)), "ok");
     // We close first: the peer's CLOSE completes it, a second CLOSE is an error.
     const closing = session.close();
-    assert.deepEqual(sent.slice(-2).map((p) => p[0]), [Msg.CHANNEL_EOF, Msg.CHANNEL_CLOSE]);
-    expectViolation(conn, msg(Msg.CHANNEL_DATA, 0).string("x").bytes(), /after EOF/);
+    assert.deepEqual(sent.slice(-2).map((p) => p[0]), [
+      Msg.CHANNEL_EOF,
+      Msg.CHANNEL_CLOSE,
+    ]);
+    expectViolation(
+      conn,
+      msg(Msg.CHANNEL_DATA, 0).string("x").bytes(),
+      /after EOF/,
+    );
     conn.dispatch(msg(Msg.CHANNEL_CLOSE, 0).bytes());
     await closing;
-    expectViolation(conn, msg(Msg.CHANNEL_CLOSE, 0).bytes(), /unknown channel 0/);
+    expectViolation(
+      conn,
+      msg(Msg.CHANNEL_CLOSE, 0).bytes(),
+      /unknown channel 0/,
+    );
     assert.equal(conn.channelCount, 0);
-    assert.deepEqual(await session.exit, { code: null, signal: null, coreDumped: false, message: "" });
+    assert.deepEqual(await session.exit, {
+      code: null,
+      signal: null,
+      coreDumped: false,
+      message: "",
+    });
   } finally {
     conn.close();
   }
 
   // The peer closes first and then sends more.
-  const server = rawConnection({ side: "server", onSessionOpen: (s) => s.onRequest = () => true });
+  const server = rawConnection({
+    side: "server",
+    onSessionOpen: (s) => s.onRequest = () => true,
+  });
   try {
-    server.conn.dispatch(new SshWriter().byte(Msg.CHANNEL_OPEN).string("session").uint32(7).uint32(0).uint32(0).bytes());
+    server.conn.dispatch(
+      new SshWriter().byte(Msg.CHANNEL_OPEN).string("session").uint32(7).uint32(
+        0,
+      ).uint32(0).bytes(),
+    );
     const confirm = server.sent[0];
     assert.equal(confirm[0], Msg.CHANNEL_OPEN_CONFIRMATION);
     assert.equal(new DataView(confirm.buffer).getUint32(1), 7);
-    server.conn.dispatch(msg(Msg.CHANNEL_WINDOW_ADJUST, 0).uint32(0xffff_ffff).bytes());
-    expectViolation(server.conn, msg(Msg.CHANNEL_WINDOW_ADJUST, 0).uint32(1).bytes(), /overflows/);
+    server.conn.dispatch(
+      msg(Msg.CHANNEL_WINDOW_ADJUST, 0).uint32(0xffff_ffff).bytes(),
+    );
+    expectViolation(
+      server.conn,
+      msg(Msg.CHANNEL_WINDOW_ADJUST, 0).uint32(1).bytes(),
+      /overflows/,
+    );
     server.conn.dispatch(msg(Msg.CHANNEL_CLOSE, 0).bytes());
     assert.equal(server.sent.at(-1)![0], Msg.CHANNEL_CLOSE);
-    expectViolation(server.conn, msg(Msg.CHANNEL_CLOSE, 0).bytes(), /unknown channel 0/);
+    expectViolation(
+      server.conn,
+      msg(Msg.CHANNEL_CLOSE, 0).bytes(),
+      /unknown channel 0/,
+    );
     assert.equal(server.conn.channelCount, 0);
     // Unknown channel types are refused, not fatal.
-    server.conn.dispatch(new SshWriter().byte(Msg.CHANNEL_OPEN).string("x11").uint32(8).uint32(0).uint32(0).bytes());
+    server.conn.dispatch(
+      new SshWriter().byte(Msg.CHANNEL_OPEN).string("x11").uint32(8).uint32(0)
+        .uint32(0).bytes(),
+    );
     const refused = server.sent.at(-1)!;
     assert.equal(refused[0], Msg.CHANNEL_OPEN_FAILURE);
-    assert.equal(new DataView(refused.buffer).getUint32(5), ChannelOpenFailure.UNKNOWN_CHANNEL_TYPE);
+    assert.equal(
+      new DataView(refused.buffer).getUint32(5),
+      ChannelOpenFailure.UNKNOWN_CHANNEL_TYPE,
+    );
   } finally {
     server.conn.close();
   }
@@ -508,19 +654,36 @@ Deno.test("protocol violations throw DisconnectError(PROTOCOL_ERROR)", async () 
 Deno.test("unsolicited replies are dropped; global requests", async () => {
   const pair = connectionPair({}, {
     onSessionOpen: sh,
-    onGlobalRequest: (name, data) => name === "echo@test" ? data : name === "yes@test",
+    onGlobalRequest: (name, data) =>
+      name === "echo@test" ? data : name === "yes@test",
   });
   try {
     const session = await pair.client.openSession();
     // Unsolicited CHANNEL_SUCCESS must not answer the next request.
-    pair.client.dispatch(new SshWriter().byte(Msg.CHANNEL_SUCCESS).uint32(0).bytes());
+    pair.client.dispatch(
+      new SshWriter().byte(Msg.CHANNEL_SUCCESS).uint32(0).bytes(),
+    );
     pair.client.dispatch(new Uint8Array([Msg.REQUEST_SUCCESS]));
     pair.client.dispatch(new Uint8Array([Msg.REQUEST_FAILURE]));
     assert.equal(await session.setEnv("NOT_ALLOWED", "x"), false);
-    assert.equal(await pair.client.globalRequest("keepalive@openssh.com"), null);
-    assert.deepEqual(await pair.client.globalRequest("yes@test"), new Uint8Array(0));
-    assert.deepEqual(await pair.client.globalRequest("echo@test", new Uint8Array([1, 2, 3])), new Uint8Array([1, 2, 3]));
-    assert.equal(await pair.client.globalRequest("yes@test", undefined, { wantReply: false }), null);
+    assert.equal(
+      await pair.client.globalRequest("keepalive@openssh.com"),
+      null,
+    );
+    assert.deepEqual(
+      await pair.client.globalRequest("yes@test"),
+      new Uint8Array(0),
+    );
+    assert.deepEqual(
+      await pair.client.globalRequest("echo@test", new Uint8Array([1, 2, 3])),
+      new Uint8Array([1, 2, 3]),
+    );
+    assert.equal(
+      await pair.client.globalRequest("yes@test", undefined, {
+        wantReply: false,
+      }),
+      null,
+    );
     // Pipelined: replies come back in order.
     const many = await Promise.all([
       pair.client.globalRequest("yes@test"),
@@ -529,7 +692,10 @@ Deno.test("unsolicited replies are dropped; global requests", async () => {
     ]);
     assert.deepEqual(many, [new Uint8Array(0), null, new Uint8Array([9])]);
     // The server asks the client: no handler there, so refused.
-    assert.equal(await pair.server.globalRequest("keepalive@openssh.com"), null);
+    assert.equal(
+      await pair.server.globalRequest("keepalive@openssh.com"),
+      null,
+    );
     await session.close();
   } finally {
     pair.close();
@@ -561,13 +727,21 @@ Deno.test("many channels in parallel; ids are reused; channel limits", async () 
 
   const shells = connectionPair({}, { onSessionOpen: sh });
   try {
-    const rs = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => shells.client.exec(`echo ${n}; exit ${n}`)));
-    assert.deepEqual(rs.map((r) => [decoder.decode(r.stdout), r.code]), [1, 2, 3, 4, 5, 6].map((n) => [`${n}\n`, n]));
+    const rs = await Promise.all(
+      [1, 2, 3, 4, 5, 6].map((n) => shells.client.exec(`echo ${n}; exit ${n}`)),
+    );
+    assert.deepEqual(
+      rs.map((r) => [decoder.decode(r.stdout), r.code]),
+      [1, 2, 3, 4, 5, 6].map((n) => [`${n}\n`, n]),
+    );
   } finally {
     shells.close();
   }
 
-  const limited = connectionPair({ maxChannels: 2 }, { maxChannels: 3, onSessionOpen: () => {} });
+  const limited = connectionPair({ maxChannels: 2 }, {
+    maxChannels: 3,
+    onSessionOpen: () => {},
+  });
   try {
     const a = await limited.client.openSession();
     const b = await limited.client.openSession();
@@ -582,7 +756,10 @@ Deno.test("many channels in parallel; ids are reused; channel limits", async () 
     limited.close();
   }
 
-  const serverLimited = connectionPair({}, { maxChannels: 1, onSessionOpen: () => {} });
+  const serverLimited = connectionPair({}, {
+    maxChannels: 1,
+    onSessionOpen: () => {},
+  });
   try {
     const a = await serverLimited.client.openSession();
     const refused = await serverLimited.client.openSession().catch((e) => e);
@@ -602,13 +779,17 @@ Deno.test("closing the connection fails pending operations and kills the command
   const pair = connectionPair({}, {
     onSessionOpen: (session) => {
       // Accepts exec but never answers anything else.
-      session.onRequest = (req) => req.type === "exec" ? new Promise<boolean>(() => {}) : false;
+      session.onRequest = (req) =>
+        req.type === "exec" ? new Promise<boolean>(() => {}) : false;
     },
   });
   const pending = pair.client.exec("hang");
   await tick(10);
   assert.equal(pair.client.channelCount, 1);
-  const reason = new DisconnectError(DisconnectReason.CONNECTION_LOST, "link died");
+  const reason = new DisconnectError(
+    DisconnectReason.CONNECTION_LOST,
+    "link died",
+  );
   pair.close(reason);
   await assert.rejects(pending, (e) => e === reason);
   await assert.rejects(pair.client.openSession(), (e) => e === reason);
@@ -623,7 +804,9 @@ Deno.test("closing the connection fails pending operations and kills the command
   await session.exec("echo $$; exec sleep 30");
   const reader = session.stdout.getReader();
   let line = "";
-  while (!line.includes("\n")) line += decoder.decode((await reader.read()).value);
+  while (!line.includes("\n")) {
+    line += decoder.decode((await reader.read()).value);
+  }
   const pid = Number(line.trim());
   real.close();
   await assert.rejects(session.exit);

@@ -3,14 +3,24 @@
  * over an in-memory duplex and over TCP.
  */
 import assert from "node:assert/strict";
-import { CIPHER_NAMES, cipherInfo, MAC_NAMES } from "../transport/cipher/mod.ts";
+import {
+  CIPHER_NAMES,
+  cipherInfo,
+  MAC_NAMES,
+} from "../transport/cipher/mod.ts";
 import { KEX_NAMES } from "../transport/kex/mod.ts";
 import { commandSessionHandler } from "../connection/mod.ts";
-import { AuthError, HostKeyError } from "../errors.ts";
+import { AuthError, DisconnectError, HostKeyError } from "../errors.ts";
+import { DisconnectReason } from "../wire/messages.ts";
 import { connect } from "../client.ts";
 import { acceptConnection } from "../server.ts";
 import { memoryDuplexPair } from "../transport/duplex.ts";
-import { connectPair, pseudoRandomBytes, sha256hex, testKey } from "./_helpers.ts";
+import {
+  connectPair,
+  pseudoRandomBytes,
+  sha256hex,
+  testKey,
+} from "./_helpers.ts";
 
 const decoder = new TextDecoder();
 
@@ -23,12 +33,16 @@ for (const via of ["memory", "tcp"] as const) {
     for (const mac of macs) {
       Deno.test(`exec over ${via} with ${cipher}${mac ? " + " + mac : ""}`, async () => {
         const algorithms = { cipher: [cipher], ...(mac ? { mac: [mac] } : {}) };
-        const pair = await connectPair({ algorithms, onSession: echoHandler }, { algorithms }, via);
+        const pair = await connectPair({ algorithms, onSession: echoHandler }, {
+          algorithms,
+        }, via);
         try {
           assert.equal(pair.client.algorithms.cipherC2S, cipher);
           assert.equal(pair.client.algorithms.macS2C, mac);
           const payload = pseudoRandomBytes(300_000, 7);
-          const result = await pair.client.exec("cat; echo done >&2; exit 3", { stdin: payload });
+          const result = await pair.client.exec("cat; echo done >&2; exit 3", {
+            stdin: payload,
+          });
           assert.equal(result.code, 3);
           assert.equal(sha256hex(result.stdout), sha256hex(payload));
           assert.equal(decoder.decode(result.stderr), "done\n");
@@ -71,9 +85,17 @@ for (const kex of KEX_NAMES) {
 
 Deno.test("connect() rejects a host key the callback refuses", async () => {
   const [a, b] = memoryDuplexPair();
-  const server = await acceptConnection(b, { hostKeys: [testKey("ed25519")], password: () => true });
+  const server = await acceptConnection(b, {
+    hostKeys: [testKey("ed25519")],
+    password: () => true,
+  });
   await assert.rejects(
-    connect({ transport: a, username: "u", password: "p", verifyHostKey: () => false }),
+    connect({
+      transport: a,
+      username: "u",
+      password: "p",
+      verifyHostKey: () => false,
+    }),
     HostKeyError,
   );
   await server.closed;
@@ -82,23 +104,38 @@ Deno.test("connect() rejects a host key the callback refuses", async () => {
 
 Deno.test("connect() rejects every host key when no callback is given", async () => {
   const [a, b] = memoryDuplexPair();
-  const server = await acceptConnection(b, { hostKeys: [testKey("ed25519")], password: () => true });
-  await assert.rejects(connect({ transport: a, username: "u", password: "p" }), /no verifyHostKey callback/);
+  const server = await acceptConnection(b, {
+    hostKeys: [testKey("ed25519")],
+    password: () => true,
+  });
+  await assert.rejects(
+    connect({ transport: a, username: "u", password: "p" }),
+    /no verifyHostKey callback/,
+  );
   await server.closed;
   await server.authenticated.catch(() => {});
 });
 
 Deno.test("wrong password gives AuthError listing the methods", async () => {
-  const err = await connectPair({}, { password: "nope", passwordAttempts: 1 }).then(
-    () => null,
-    (e) => e,
-  );
+  const err = await connectPair({}, { password: "nope", passwordAttempts: 1 })
+    .then(
+      () => null,
+      (e) => e,
+    );
   assert.ok(err instanceof AuthError, String(err));
   assert.deepEqual([...err.methods], ["password"]);
 });
 
 Deno.test("publickey auth with every user key type", async () => {
-  for (const type of ["ed25519", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa"] as const) {
+  for (
+    const type of [
+      "ed25519",
+      "ecdsa-p256",
+      "ecdsa-p384",
+      "ecdsa-p521",
+      "rsa",
+    ] as const
+  ) {
     const key = testKey(type);
     let seen = "";
     const pair = await connectPair({
@@ -110,7 +147,10 @@ Deno.test("publickey auth with every user key type", async () => {
     }, { password: undefined, privateKeys: [key] });
     try {
       assert.equal(seen, key.publicKey.fingerprint());
-      assert.equal(pair.server.info.auth?.key?.fingerprint(), key.publicKey.fingerprint());
+      assert.equal(
+        pair.server.info.auth?.key?.fingerprint(),
+        key.publicKey.fingerprint(),
+      );
       assert.deepEqual(pair.server.info.auth?.methods, ["publickey"]);
     } finally {
       await pair.close();
@@ -125,7 +165,10 @@ Deno.test("publickey auth skips a refused key and uses the next", async () => {
     password: undefined,
     publicKey: ({ key }) => key.fingerprint() === good.publicKey.fingerprint(),
   }, { password: undefined, privateKeys: [bad, good] });
-  assert.equal(pair.server.info.auth?.key?.fingerprint(), good.publicKey.fingerprint());
+  assert.equal(
+    pair.server.info.auth?.key?.fingerprint(),
+    good.publicKey.fingerprint(),
+  );
   await pair.close();
 });
 
@@ -135,13 +178,17 @@ Deno.test("keyboard-interactive auth with two prompts", async () => {
     keyboardInteractive: async ({ prompt }) => {
       const answers = await prompt({
         instruction: "two questions",
-        prompts: [{ prompt: "Name: ", echo: true }, { prompt: "Code: ", echo: false }],
+        prompts: [{ prompt: "Name: ", echo: true }, {
+          prompt: "Code: ",
+          echo: false,
+        }],
       });
       return answers[0] === "alice" && answers[1] === "42";
     },
   }, {
     password: undefined,
-    keyboardInteractive: (c) => c.prompts.map((p) => p.prompt === "Name: " ? "alice" : "42"),
+    keyboardInteractive: (c) =>
+      c.prompts.map((p) => p.prompt === "Name: " ? "alice" : "42"),
   });
   assert.deepEqual(pair.server.info.auth?.methods, ["keyboard-interactive"]);
   await pair.close();
@@ -159,18 +206,26 @@ Deno.test("two-factor: publickey then password (partial success)", async () => {
 
 Deno.test("banner reaches the client", async () => {
   let banner = "";
-  const pair = await connectPair({ banner: "Welcome\r\n" }, { onBanner: (b) => (banner = b) });
+  const pair = await connectPair({ banner: "Welcome\r\n" }, {
+    onBanner: (b) => (banner = b),
+  });
   assert.equal(banner, "Welcome\r\n");
   await pair.close();
 });
 
 Deno.test("rekey in both directions mid-transfer loses nothing", async () => {
-  const pair = await connectPair({ onSession: echoHandler, rekeyBytes: 256 * 1024 }, { rekeyBytes: 300 * 1024 });
+  const pair = await connectPair({
+    onSession: echoHandler,
+    rekeyBytes: 256 * 1024,
+  }, { rekeyBytes: 300 * 1024 });
   try {
     const payload = pseudoRandomBytes(4 * 1024 * 1024, 3);
     const result = await pair.client.exec("cat", { stdin: payload });
     assert.equal(sha256hex(result.stdout), sha256hex(payload));
-    assert.ok(pair.client.transport.kexCount > 5, `only ${pair.client.transport.kexCount} key exchanges`);
+    assert.ok(
+      pair.client.transport.kexCount > 5,
+      `only ${pair.client.transport.kexCount} key exchanges`,
+    );
     await pair.client.rekey();
     await pair.server.transport.rekey();
     const again = await pair.client.exec("echo still here");
@@ -194,7 +249,9 @@ Deno.test("strict kex resets sequence numbers after each NEWKEYS", async () => {
 
 Deno.test("zlib@openssh.com compression round trip", async () => {
   const algorithms = { compression: ["zlib@openssh.com"] };
-  const pair = await connectPair({ algorithms, onSession: echoHandler }, { algorithms });
+  const pair = await connectPair({ algorithms, onSession: echoHandler }, {
+    algorithms,
+  });
   try {
     assert.equal(pair.client.algorithms.compC2S, "zlib@openssh.com");
     const payload = new TextEncoder().encode("compressible ".repeat(100_000));
@@ -207,7 +264,9 @@ Deno.test("zlib@openssh.com compression round trip", async () => {
 
 Deno.test("zlib (pre-auth) compression round trip", async () => {
   const algorithms = { compression: ["zlib"] };
-  const pair = await connectPair({ algorithms, onSession: echoHandler }, { algorithms });
+  const pair = await connectPair({ algorithms, onSession: echoHandler }, {
+    algorithms,
+  });
   try {
     const result = await pair.client.exec("echo hi");
     assert.equal(decoder.decode(result.stdout), "hi\n");
@@ -216,12 +275,48 @@ Deno.test("zlib (pre-auth) compression round trip", async () => {
   }
 });
 
-Deno.test("keepalives are answered and a silent peer is dropped", async () => {
-  const pair = await connectPair({}, { keepaliveInterval: 50, keepaliveCountMax: 2 });
+Deno.test("keepalives are answered while the server is responsive", async () => {
+  const pair = await connectPair({}, {
+    keepaliveInterval: 50,
+    keepaliveCountMax: 2,
+  });
   try {
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(pair.client.transport.isClosed, false);
   } finally {
     await pair.close();
   }
+});
+
+Deno.test("a server that stops answering is dropped after the missed keepalives", async () => {
+  const [a, b] = memoryDuplexPair();
+  let silent = false;
+  // Swallows everything the server sends once `silent` is set.
+  const mute = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      if (!silent) controller.enqueue(chunk);
+    },
+  });
+  a.readable.pipeTo(mute.writable).catch(() => {});
+  const server = await acceptConnection(b, {
+    hostKeys: [testKey("ed25519")],
+    password: () => true,
+  });
+  const client = await connect({
+    transport: { readable: mute.readable, writable: a.writable },
+    username: "u",
+    password: "p",
+    verifyHostKey: () => true,
+    keepaliveInterval: 40,
+    keepaliveCountMax: 3,
+  });
+  silent = true;
+  const started = Date.now();
+  const reason = await client.closed;
+  const elapsed = Date.now() - started;
+  assert.ok(reason instanceof DisconnectError, String(reason));
+  assert.equal(reason.reason, DisconnectReason.CONNECTION_LOST);
+  assert.match(reason.message, /not responding to 3 keepalives/);
+  assert.ok(elapsed >= 120 && elapsed < 2000, `closed after ${elapsed} ms`);
+  await server.closed;
 });

@@ -29,7 +29,8 @@ async function withServer(
     hostname: "127.0.0.1",
     port: 0,
     hostKeys: [hostKey],
-    password: ({ username, password }) => username === "alice" && password === "wonderland",
+    password: ({ username, password }) =>
+      username === "alice" && password === "wonderland",
     onSession: commandSessionHandler(),
     ...options,
   });
@@ -86,12 +87,31 @@ Deno.test("server closes on an identification line over 255 bytes", async () => 
 
 for (
   const [name, bytes] of [
-    ["packet length 0xFFFFFFFF", RawPeer.frame(new Uint8Array([Msg.IGNORE, 0, 0, 0, 0]), { lengthOverride: 0xffffffff })],
+    [
+      "packet length 0xFFFFFFFF",
+      RawPeer.frame(new Uint8Array([Msg.IGNORE, 0, 0, 0, 0]), {
+        lengthOverride: 0xffffffff,
+      }),
+    ],
     ["packet length 0", new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0])],
-    ["packet length 262145", RawPeer.frame(new Uint8Array([Msg.IGNORE]), { lengthOverride: 262145 })],
-    ["length not a multiple of the block size", RawPeer.frame(new Uint8Array([Msg.IGNORE]), { lengthOverride: 13 })],
-    ["padding shorter than 4 bytes", RawPeer.frame(new Uint8Array([Msg.IGNORE]), { padding: 2 })],
-    ["padding longer than the packet", RawPeer.frame(new Uint8Array([Msg.IGNORE, 0, 0, 0, 0, 0, 0, 0, 0, 0]), { padding: 250 })],
+    [
+      "packet length 262145",
+      RawPeer.frame(new Uint8Array([Msg.IGNORE]), { lengthOverride: 262145 }),
+    ],
+    [
+      "length not a multiple of the block size",
+      RawPeer.frame(new Uint8Array([Msg.IGNORE]), { lengthOverride: 13 }),
+    ],
+    [
+      "padding shorter than 4 bytes",
+      RawPeer.frame(new Uint8Array([Msg.IGNORE]), { padding: 2 }),
+    ],
+    [
+      "padding longer than the packet",
+      RawPeer.frame(new Uint8Array([Msg.IGNORE, 0, 0, 0, 0, 0, 0, 0, 0, 0]), {
+        padding: 250,
+      }),
+    ],
   ] as const
 ) {
   Deno.test(`server sends DISCONNECT for ${name}`, async () => {
@@ -112,8 +132,22 @@ for (
 
 for (
   const [name, payload] of [
-    ["a name-list length of 0xFFFFFFFF", new Uint8Array([Msg.KEXINIT, ...new Uint8Array(16), 0xff, 0xff, 0xff, 0xff, 0x61])],
-    ["a name-list length of remaining+1", new Uint8Array([Msg.KEXINIT, ...new Uint8Array(16), 0, 0, 0, 2, 0x61])],
+    [
+      "a name-list length of 0xFFFFFFFF",
+      new Uint8Array([
+        Msg.KEXINIT,
+        ...new Uint8Array(16),
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0x61,
+      ]),
+    ],
+    [
+      "a name-list length of remaining+1",
+      new Uint8Array([Msg.KEXINIT, ...new Uint8Array(16), 0, 0, 0, 2, 0x61]),
+    ],
     ["a truncated KEXINIT", new Uint8Array([Msg.KEXINIT, 1, 2, 3])],
   ] as const
 ) {
@@ -137,7 +171,9 @@ Deno.test("Terrapin: IGNORE before KEXINIT is fatal under strict kex", async () 
   await withServer({}, async (_s, port) => {
     const peer = await rawAfterVersion(port);
     try {
-      await peer.sendPacket(new SshWriter().byte(Msg.IGNORE).string("x").bytes());
+      await peer.sendPacket(
+        new SshWriter().byte(Msg.IGNORE).string("x").bytes(),
+      );
       await peer.sendPacket(clientKexInit({ strict: true }));
       const d = await peer.readUntilDisconnect();
       assert.ok(d);
@@ -150,11 +186,19 @@ Deno.test("Terrapin: IGNORE before KEXINIT is fatal under strict kex", async () 
 });
 
 /** Runs a manual curve25519 exchange up to the server's NEWKEYS. */
-async function kexUntilNewKeys(peer: RawPeer, strict: boolean, ignoreFirst = false): Promise<void> {
-  if (ignoreFirst) await peer.sendPacket(new SshWriter().byte(Msg.IGNORE).string("x").bytes());
+async function kexUntilNewKeys(
+  peer: RawPeer,
+  strict: boolean,
+  ignoreFirst = false,
+): Promise<void> {
+  if (ignoreFirst) {
+    await peer.sendPacket(new SshWriter().byte(Msg.IGNORE).string("x").bytes());
+  }
   await peer.sendPacket(clientKexInit({ strict }));
   const kex = kexMethod("curve25519-sha256").client();
-  await peer.sendPacket(new SshWriter().byte(Msg.KEX_INIT).raw(kex.publicEncoded).bytes());
+  await peer.sendPacket(
+    new SshWriter().byte(Msg.KEX_INIT).raw(kex.publicEncoded).bytes(),
+  );
   const types: number[] = [];
   for (let i = 0; i < 3; i++) {
     const p = await peer.readPacket();
@@ -180,7 +224,9 @@ Deno.test("Terrapin: IGNORE between KEX reply and NEWKEYS is fatal under strict 
     const peer = await rawAfterVersion(port);
     try {
       await kexUntilNewKeys(peer, true);
-      await peer.sendPacket(new SshWriter().byte(Msg.IGNORE).string("x").bytes());
+      await peer.sendPacket(
+        new SshWriter().byte(Msg.IGNORE).string("x").bytes(),
+      );
       // The server has switched its sending keys, so its DISCONNECT is
       // encrypted; what we can observe is that it closes at once.
       assert.equal(await peer.waitClosed(2000), true);
@@ -195,7 +241,9 @@ Deno.test("Terrapin: IGNORE between KEX reply and NEWKEYS is tolerated without s
     const peer = await rawAfterVersion(port);
     try {
       await kexUntilNewKeys(peer, false);
-      await peer.sendPacket(new SshWriter().byte(Msg.IGNORE).string("x").bytes());
+      await peer.sendPacket(
+        new SshWriter().byte(Msg.IGNORE).string("x").bytes(),
+      );
       assert.equal(await peer.waitClosed(300), false);
     } finally {
       peer.close();
@@ -208,7 +256,10 @@ Deno.test("a message that belongs after kex, sent during kex, is fatal", async (
     const peer = await rawAfterVersion(port);
     try {
       await peer.sendPacket(clientKexInit({ strict: false }));
-      await peer.sendPacket(new SshWriter().byte(Msg.SERVICE_REQUEST).string("ssh-userauth").bytes());
+      await peer.sendPacket(
+        new SshWriter().byte(Msg.SERVICE_REQUEST).string("ssh-userauth")
+          .bytes(),
+      );
       const d = await peer.readUntilDisconnect();
       assert.ok(d);
       assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR);
@@ -221,7 +272,11 @@ Deno.test("a message that belongs after kex, sent during kex, is fatal", async (
 /** Our transport as a raw client: real keys, then whatever messages the test sends. */
 async function rawTransport(port: number): Promise<Transport> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const t = new Transport(conn, { side: "client", verifyHostKey: () => true, onMessage: () => {} });
+  const t = new Transport(conn, {
+    side: "client",
+    verifyHostKey: () => true,
+    onMessage: () => {},
+  });
   await t.start();
   return t;
 }
@@ -229,9 +284,23 @@ async function rawTransport(port: number): Promise<Transport> {
 for (
   const [name, payload] of [
     ["USERAUTH_SUCCESS from a client", new Uint8Array([Msg.USERAUTH_SUCCESS])],
-    ["CHANNEL_OPEN before authentication", new SshWriter().byte(Msg.CHANNEL_OPEN).string("session").uint32(0).uint32(65536).uint32(32768).bytes()],
-    ["USERAUTH_REQUEST before SERVICE_REQUEST", new SshWriter().byte(Msg.USERAUTH_REQUEST).string("alice").string("ssh-connection").string("none").bytes()],
-    ["GLOBAL_REQUEST before authentication", new SshWriter().byte(Msg.GLOBAL_REQUEST).string("x").boolean(true).bytes()],
+    [
+      "CHANNEL_OPEN before authentication",
+      new SshWriter().byte(Msg.CHANNEL_OPEN).string("session").uint32(0).uint32(
+        65536,
+      ).uint32(32768).bytes(),
+    ],
+    [
+      "USERAUTH_REQUEST before SERVICE_REQUEST",
+      new SshWriter().byte(Msg.USERAUTH_REQUEST).string("alice").string(
+        "ssh-connection",
+      ).string("none").bytes(),
+    ],
+    [
+      "GLOBAL_REQUEST before authentication",
+      new SshWriter().byte(Msg.GLOBAL_REQUEST).string("x").boolean(true)
+        .bytes(),
+    ],
   ] as const
 ) {
   Deno.test(`server disconnects on ${name}`, async () => {
@@ -255,7 +324,9 @@ Deno.test("server disconnects on data for an unknown channel after auth", async 
       password: "wonderland",
       verifyHostKey: () => true,
     });
-    await client.transport.send(new SshWriter().byte(Msg.CHANNEL_DATA).uint32(99).string("x").bytes()).catch(() => {});
+    await client.transport.send(
+      new SshWriter().byte(Msg.CHANNEL_DATA).uint32(99).string("x").bytes(),
+    ).catch(() => {});
     const reason = await client.closed;
     assert.ok(reason instanceof DisconnectError);
     assert.equal(reason.reason, DisconnectReason.PROTOCOL_ERROR);
@@ -264,7 +335,9 @@ Deno.test("server disconnects on data for an unknown channel after auth", async 
 
 Deno.test("a flipped byte after kex always ends in a MAC or length error", async () => {
   for (const cipher of CIPHER_NAMES) {
-    const macs = cipherInfo(cipher).aead ? [undefined] : ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-256"];
+    const macs = cipherInfo(cipher).aead
+      ? [undefined]
+      : ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-256"];
     for (const mac of macs) {
       const algorithms = { cipher: [cipher], ...(mac ? { mac: [mac] } : {}) };
       let flip = false;
@@ -298,9 +371,13 @@ Deno.test("a flipped byte after kex always ends in a MAC or length error", async
       flip = true;
       await assert.rejects(client.exec("echo hi"));
       const reason = await server.closed;
-      assert.ok(reason instanceof DisconnectError, `${cipher}/${mac}: ${reason}`);
       assert.ok(
-        reason.reason === DisconnectReason.MAC_ERROR || reason.reason === DisconnectReason.PROTOCOL_ERROR,
+        reason instanceof DisconnectError,
+        `${cipher}/${mac}: ${reason}`,
+      );
+      assert.ok(
+        reason.reason === DisconnectReason.MAC_ERROR ||
+          reason.reason === DisconnectReason.PROTOCOL_ERROR,
         `${cipher}/${mac}: reason ${reason.reason} ${reason.message}`,
       );
       await client.closed;
@@ -319,11 +396,15 @@ Deno.test("stalled connections are released after the login grace time", async (
         peers.push(p);
       }
       const deadline = Date.now() + 2000;
-      while (server.unauthenticated < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      while (server.unauthenticated < 4 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
       assert.equal(server.unauthenticated, 4);
       for (const p of peers) assert.equal(await p.waitClosed(3000), true);
       const until = Date.now() + 2000;
-      while (server.unauthenticated > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      while (server.unauthenticated > 0 && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
       assert.equal(server.unauthenticated, 0);
       assert.equal(server.connections, 0);
     } finally {
@@ -333,12 +414,17 @@ Deno.test("stalled connections are released after the login grace time", async (
 });
 
 Deno.test("MaxStartups refuses connections beyond the hard cap", async () => {
-  await withServer({ maxStartups: { start: 3, rate: 100, full: 3 }, loginGraceTime: 2000 }, async (server, port) => {
+  await withServer({
+    maxStartups: { start: 3, rate: 100, full: 3 },
+    loginGraceTime: 2000,
+  }, async (server, port) => {
     const peers: RawPeer[] = [];
     try {
       for (let i = 0; i < 3; i++) peers.push(await RawPeer.connect(port));
       const deadline = Date.now() + 2000;
-      while (server.unauthenticated < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      while (server.unauthenticated < 3 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
       const extra = await RawPeer.connect(port);
       peers.push(extra);
       assert.equal(await extra.waitClosed(2000), true);
@@ -346,7 +432,9 @@ Deno.test("MaxStartups refuses connections beyond the hard cap", async () => {
       for (const p of peers) p.close();
     }
     const until = Date.now() + 3000;
-    while (server.unauthenticated > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    while (server.unauthenticated > 0 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
   });
 });
 
@@ -363,7 +451,12 @@ Deno.test("auth failures take the same time for known and unknown users", async 
     },
   }, async (_s, port) => {
     const medians: Record<string, number> = {};
-    for (const [user, password] of [["alice", "x"], ["nobody", "x"], ["alice", "y".repeat(1000)], ["nobody", "y".repeat(1000)]]) {
+    for (
+      const [user, password] of [["alice", "x"], ["nobody", "x"], [
+        "alice",
+        "y".repeat(1000),
+      ], ["nobody", "y".repeat(1000)]]
+    ) {
       const replies: ((p: Uint8Array) => void)[] = [];
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       const t = new Transport(conn, {
@@ -374,14 +467,19 @@ Deno.test("auth failures take the same time for known and unknown users", async 
       await t.start();
       const next = () => new Promise<Uint8Array>((r) => replies.push(r));
       let reply = next();
-      await t.send(new SshWriter().byte(Msg.SERVICE_REQUEST).string("ssh-userauth").bytes());
+      await t.send(
+        new SshWriter().byte(Msg.SERVICE_REQUEST).string("ssh-userauth")
+          .bytes(),
+      );
       await reply;
       const times: number[] = [];
       for (let i = 0; i < 200; i++) {
         reply = next();
         const start = performance.now();
         await t.send(
-          new SshWriter().byte(Msg.USERAUTH_REQUEST).string(user).string("ssh-connection").string("password")
+          new SshWriter().byte(Msg.USERAUTH_REQUEST).string(user).string(
+            "ssh-connection",
+          ).string("password")
             .boolean(false).string(password).bytes(),
         );
         const p = await reply;
@@ -394,7 +492,10 @@ Deno.test("auth failures take the same time for known and unknown users", async 
     }
     const values = Object.values(medians);
     const spread = Math.max(...values) - Math.min(...values);
-    assert.ok(spread < 1, `medians differ by ${spread.toFixed(2)} ms: ${JSON.stringify(medians)}`);
+    assert.ok(
+      spread < 1,
+      `medians differ by ${spread.toFixed(2)} ms: ${JSON.stringify(medians)}`,
+    );
   });
 });
 
@@ -408,7 +509,8 @@ Deno.test("an IGNORE flood is absorbed without growing memory", async () => {
       verifyHostKey: () => true,
     });
     try {
-      const ignore = new SshWriter().byte(Msg.IGNORE).string(new Uint8Array(64)).bytes();
+      const ignore = new SshWriter().byte(Msg.IGNORE).string(new Uint8Array(64))
+        .bytes();
       const before = Deno.memoryUsage().heapUsed;
       for (let i = 0; i < 100_000; i++) await client.transport.send(ignore);
       const r = await client.exec("echo after flood");

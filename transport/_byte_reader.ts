@@ -70,7 +70,11 @@ export class ByteReader {
    * owner) instead of `target`. Returns null when the stream ends before the
    * first byte; throws when it ends midway.
    */
-  async readInto(target: Uint8Array, offset: number, n: number): Promise<Uint8Array | null> {
+  async readInto(
+    target: Uint8Array,
+    offset: number,
+    n: number,
+  ): Promise<Uint8Array | null> {
     let got = 0;
     while (got < n && this.#pendingBytes > 0) {
       const first = this.#pending[0];
@@ -87,10 +91,14 @@ export class ByteReader {
       const size = target.length;
       while (got < n) {
         const view = target.subarray(offset + got, offset + n);
-        const { value, done } = await this.#byob.read(view, { min: view.length });
+        const { value, done } = await this.#byob.read(view, {
+          min: view.length,
+        });
         if (done || !value) {
           if (got === 0) return null;
-          throw new SyntaxError(`Connection closed in the middle of a packet (${got} of ${n} bytes)`);
+          throw new SyntaxError(
+            `Connection closed in the middle of a packet (${got} of ${n} bytes)`,
+          );
         }
         target = new Uint8Array(value.buffer, base, size);
         got += value.length;
@@ -101,7 +109,9 @@ export class ByteReader {
       const { value, done } = await this.#plain!.read();
       if (done || !value) {
         if (got === 0) return null;
-        throw new SyntaxError(`Connection closed in the middle of a packet (${got} of ${n} bytes)`);
+        throw new SyntaxError(
+          `Connection closed in the middle of a packet (${got} of ${n} bytes)`,
+        );
       }
       const take = Math.min(value.length, n - got);
       target.set(value.subarray(0, take), offset + got);

@@ -27,7 +27,9 @@ export interface AlgorithmPreferences {
 }
 
 /** Everything we implement, per category (the universe `+`/`-`/`^` act on). */
-export const SUPPORTED_ALGORITHMS: Readonly<Record<keyof AlgorithmPreferences, readonly string[]>> = {
+export const SUPPORTED_ALGORITHMS: Readonly<
+  Record<keyof AlgorithmPreferences, readonly string[]>
+> = {
   kex: KEX_NAMES,
   hostKey: SIGNATURE_ALGORITHMS,
   cipher: CIPHER_NAMES,
@@ -41,7 +43,9 @@ export const SUPPORTED_ALGORITHMS: Readonly<Record<keyof AlgorithmPreferences, r
  * encrypt-and-MAC MACs, pre-authentication `zlib`). Each of those still works
  * when configured.
  */
-export const DEFAULT_ALGORITHMS: Readonly<Record<keyof AlgorithmPreferences, readonly string[]>> = {
+export const DEFAULT_ALGORITHMS: Readonly<
+  Record<keyof AlgorithmPreferences, readonly string[]>
+> = {
   kex: DEFAULT_KEX,
   hostKey: ["ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256"],
   cipher: CIPHER_NAMES,
@@ -74,37 +78,66 @@ export function applyAlgorithmSpec(
   const op = spec[0];
   const body = op === "+" || op === "-" || op === "^" ? spec.slice(1) : spec;
   const names = body.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  if (names.length === 0) throw new TypeError(`Empty algorithm list: ${JSON.stringify(spec)}`);
+  if (names.length === 0) {
+    throw new TypeError(`Empty algorithm list: ${JSON.stringify(spec)}`);
+  }
   if (op === "-") {
     const patterns = names.map(globToRegExp);
     return defaults.filter((a) => !patterns.some((p) => p.test(a)));
   }
   for (const n of names) {
     if (!supported.includes(n)) {
-      throw new TypeError(`Unsupported algorithm ${JSON.stringify(n)}; supported: ${supported.join(",")}`);
+      throw new TypeError(
+        `Unsupported algorithm ${JSON.stringify(n)}; supported: ${
+          supported.join(",")
+        }`,
+      );
     }
   }
-  if (op === "+") return [...defaults, ...names.filter((n) => !defaults.includes(n))];
-  if (op === "^") return [...names, ...defaults.filter((a) => !names.includes(a))];
+  if (op === "+") {
+    return [
+      ...defaults,
+      ...names.filter((n) => !defaults.includes(n)),
+    ];
+  }
+  if (op === "^") {
+    return [
+      ...names,
+      ...defaults.filter((a) => !names.includes(a)),
+    ];
+  }
   return [...new Set(names)];
 }
 
 function globToRegExp(pattern: string): RegExp {
-  const escaped = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  const escaped = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(
+    /\*/g,
+    ".*",
+  ).replace(/\?/g, ".");
   return new RegExp(`^${escaped}$`);
 }
 
 /** Fills in defaults and checks every named algorithm is implemented. */
-export function resolvePreferences(prefs?: Partial<AlgorithmPreferences>): AlgorithmPreferences {
+export function resolvePreferences(
+  prefs?: Partial<AlgorithmPreferences>,
+): AlgorithmPreferences {
   const out = {} as AlgorithmPreferences;
-  for (const key of Object.keys(DEFAULT_ALGORITHMS) as (keyof AlgorithmPreferences)[]) {
+  for (
+    const key of Object.keys(
+      DEFAULT_ALGORITHMS,
+    ) as (keyof AlgorithmPreferences)[]
+  ) {
     const list = prefs?.[key] ?? [...DEFAULT_ALGORITHMS[key]];
     for (const name of list) {
       if (!SUPPORTED_ALGORITHMS[key].includes(name)) {
-        throw new TypeError(`Unsupported ${key} algorithm ${JSON.stringify(name)}`);
+        throw new TypeError(
+          `Unsupported ${key} algorithm ${JSON.stringify(name)}`,
+        );
       }
     }
-    if (list.length === 0) throw new TypeError(`The ${key} algorithm list is empty`);
+    if (list.length === 0) {
+      throw new TypeError(`The ${key} algorithm list is empty`);
+    }
     out[key] = [...list];
   }
   return out;
@@ -157,7 +190,9 @@ export function encodeKexInit(init: KexInit): Uint8Array {
 /** Decodes a KEXINIT payload; malformed input throws SyntaxError. */
 export function decodeKexInit(payload: Uint8Array): KexInit {
   const r = new SshReader(payload, "KEXINIT");
-  if (r.byte() !== Msg.KEXINIT) throw new SyntaxError("Malformed KEXINIT: wrong message number");
+  if (r.byte() !== Msg.KEXINIT) {
+    throw new SyntaxError("Malformed KEXINIT: wrong message number");
+  }
   const init: KexInit = {
     cookie: r.raw(16),
     kex: r.nameList(),
@@ -214,7 +249,9 @@ function pick(what: string, client: string[], server: string[]): string {
   }
   throw new DisconnectError(
     DisconnectReason.KEY_EXCHANGE_FAILED,
-    `No matching ${what} found. Their offer: ${server.join(",") || "(none)"}; ours: ${client.join(",")}`,
+    `No matching ${what} found. Their offer: ${
+      server.join(",") || "(none)"
+    }; ours: ${client.join(",")}`,
   );
 }
 
@@ -223,17 +260,37 @@ function pick(what: string, client: string[], server: string[]): string {
  * client's list that the server also lists.
  */
 export function negotiate(client: KexInit, server: KexInit): Negotiated {
-  const cipherC2S = pick("cipher (client to server)", client.cipherC2S, server.cipherC2S);
-  const cipherS2C = pick("cipher (server to client)", client.cipherS2C, server.cipherS2C);
+  const cipherC2S = pick(
+    "cipher (client to server)",
+    client.cipherC2S,
+    server.cipherC2S,
+  );
+  const cipherS2C = pick(
+    "cipher (server to client)",
+    client.cipherS2C,
+    server.cipherS2C,
+  );
   return {
     kex: pick("key exchange method", client.kex, server.kex),
     hostKey: pick("host key algorithm", client.hostKey, server.hostKey),
     cipherC2S,
     cipherS2C,
-    macC2S: cipherInfo(cipherC2S).aead ? null : pick("MAC (client to server)", client.macC2S, server.macC2S),
-    macS2C: cipherInfo(cipherS2C).aead ? null : pick("MAC (server to client)", client.macS2C, server.macS2C),
-    compC2S: pick("compression (client to server)", client.compC2S, server.compC2S),
-    compS2C: pick("compression (server to client)", client.compS2C, server.compS2C),
+    macC2S: cipherInfo(cipherC2S).aead
+      ? null
+      : pick("MAC (client to server)", client.macC2S, server.macC2S),
+    macS2C: cipherInfo(cipherS2C).aead
+      ? null
+      : pick("MAC (server to client)", client.macS2C, server.macS2C),
+    compC2S: pick(
+      "compression (client to server)",
+      client.compC2S,
+      server.compC2S,
+    ),
+    compS2C: pick(
+      "compression (server to client)",
+      client.compS2C,
+      server.compS2C,
+    ),
   };
 }
 

@@ -23,13 +23,24 @@ import {
   encodeKexInit,
   guessWasRight,
   type KexInit,
-  type Negotiated,
   negotiate,
+  type Negotiated,
   resolvePreferences,
 } from "./algorithms.ts";
-import { cipherInfo, createNoneCipher, createPacketCipher, MacError, macInfo } from "./cipher/mod.ts";
+import {
+  cipherInfo,
+  createNoneCipher,
+  createPacketCipher,
+  MacError,
+  macInfo,
+} from "./cipher/mod.ts";
 import type { PacketCipher } from "./cipher/types.ts";
-import { type Compressor, createCompressor, createDecompressor, type Decompressor } from "./compression.ts";
+import {
+  type Compressor,
+  createCompressor,
+  createDecompressor,
+  type Decompressor,
+} from "./compression.ts";
 import { deriveKey, hashBytes } from "./kex/derive.ts";
 import { kexMethod } from "./kex/mod.ts";
 import type { HashName, KexClient, KexMethod } from "./kex/types.ts";
@@ -47,7 +58,10 @@ const STRICT_C = "kex-strict-c-v00@openssh.com";
 const STRICT_S = "kex-strict-s-v00@openssh.com";
 
 /** Called by a client with the server's host key; resolve true to accept. */
-export type HostKeyVerifier = (key: PublicKey, info: { algorithm: string }) => boolean | Promise<boolean>;
+export type HostKeyVerifier = (
+  key: PublicKey,
+  info: { algorithm: string },
+) => boolean | Promise<boolean>;
 
 /** Options for {@linkcode Transport}. */
 export interface TransportOptions {
@@ -133,7 +147,8 @@ const encoder = new TextEncoder();
 
 /** Message types allowed between KEXINIT and NEWKEYS (RFC 4253 section 7.1). */
 function isKexMessage(type: number): boolean {
-  return type === Msg.KEXINIT || type === Msg.NEWKEYS || (type >= 30 && type <= 49);
+  return type === Msg.KEXINIT || type === Msg.NEWKEYS ||
+    (type >= 30 && type <= 49);
 }
 
 /**
@@ -186,10 +201,14 @@ export class Transport {
       if (!options.hostKeys || options.hostKeys.length === 0) {
         throw new TypeError("A server needs at least one host key");
       }
-      const available = new Set(options.hostKeys.flatMap((k) => k.publicKey.signatureAlgorithms));
+      const available = new Set(
+        options.hostKeys.flatMap((k) => k.publicKey.signatureAlgorithms),
+      );
       this.#prefs.hostKey = this.#prefs.hostKey.filter((a) => available.has(a));
       if (this.#prefs.hostKey.length === 0) {
-        throw new TypeError("None of the host keys can sign with the configured host key algorithms");
+        throw new TypeError(
+          "None of the host keys can sign with the configured host key algorithms",
+        );
       }
     }
     this.#ourId = makeIdentification(options.softwareVersion);
@@ -219,7 +238,9 @@ export class Transport {
 
   /** The session identifier (H of the first exchange). */
   get sessionId(): Uint8Array {
-    if (!this.#sessionId) throw new TypeError("The key exchange has not finished yet");
+    if (!this.#sessionId) {
+      throw new TypeError("The key exchange has not finished yet");
+    }
     return this.#sessionId;
   }
 
@@ -280,7 +301,10 @@ export class Transport {
       for (;;) {
         const payload = await this.#readPacket();
         if (payload === null) {
-          throw new DisconnectError(DisconnectReason.CONNECTION_LOST, "Connection closed by peer");
+          throw new DisconnectError(
+            DisconnectReason.CONNECTION_LOST,
+            "Connection closed by peer",
+          );
         }
         await this.#handle(payload);
         if (this.#isClosed) return;
@@ -295,7 +319,11 @@ export class Transport {
    * running; rejects once the transport is closed.
    */
   send(payload: Uint8Array): Promise<void> {
-    if (this.#isClosed) return Promise.reject(this.#closeError ?? new DisconnectError(11, "Connection closed"));
+    if (this.#isClosed) {
+      return Promise.reject(
+        this.#closeError ?? new DisconnectError(11, "Connection closed"),
+      );
+    }
     return new Promise<void>((resolve, reject) => {
       this.#app.push({ payload, resolve, reject });
       this.#pump();
@@ -304,13 +332,17 @@ export class Transport {
 
   /** Starts a key exchange now (no-op if one is running); resolves when it ends. */
   async rekey(): Promise<void> {
-    if (this.#isClosed) throw this.#closeError ?? new DisconnectError(11, "Connection closed");
+    if (this.#isClosed) {
+      throw this.#closeError ?? new DisconnectError(11, "Connection closed");
+    }
     const before = this.#kexCount;
     this.#startKex();
     while (this.#kexCount === before && !this.#isClosed) {
       await new Promise<void>((resolve) => this.#kexWaiters.push(resolve));
     }
-    if (this.#isClosed) throw this.#closeError ?? new DisconnectError(11, "Connection closed");
+    if (this.#isClosed) {
+      throw this.#closeError ?? new DisconnectError(11, "Connection closed");
+    }
   }
 
   #kexWaiters: (() => void)[] = [];
@@ -324,7 +356,9 @@ export class Transport {
     for (const dir of [this.#in, this.#out]) {
       if (dir.delayedCompression) {
         dir.compressor = createCompressor(dir.delayedCompression);
-        dir.decompressor = createDecompressor(dir.delayedCompression, { maxSize: MAX_PAYLOAD_LENGTH });
+        dir.decompressor = createDecompressor(dir.delayedCompression, {
+          maxSize: MAX_PAYLOAD_LENGTH,
+        });
         dir.delayedCompression = null;
       }
     }
@@ -333,8 +367,14 @@ export class Transport {
   /**
    * Sends DISCONNECT with `reason` and closes. Resolves when closed.
    */
-  async disconnect(reason: number = DisconnectReason.BY_APPLICATION, description = "Closed by application"): Promise<void> {
-    this.#fail(new DisconnectError(reason, description), reason === DisconnectReason.BY_APPLICATION);
+  async disconnect(
+    reason: number = DisconnectReason.BY_APPLICATION,
+    description = "Closed by application",
+  ): Promise<void> {
+    this.#fail(
+      new DisconnectError(reason, description),
+      reason === DisconnectReason.BY_APPLICATION,
+    );
     await this.#closed.promise;
   }
 
@@ -376,7 +416,10 @@ export class Transport {
    * follows it (new keys after NEWKEYS) is in place before the peer can
    * possibly answer.
    */
-  async #writePacket(payload: Uint8Array, afterSeal?: () => void): Promise<void> {
+  async #writePacket(
+    payload: Uint8Array,
+    afterSeal?: () => void,
+  ): Promise<void> {
     const dir = this.#out;
     if (dir.compressor) payload = dir.compressor.compress(payload);
     const cipher = dir.cipher;
@@ -396,7 +439,10 @@ export class Transport {
     afterSeal?.();
     await this.#writer.ready;
     this.#write(wire);
-    if (!this.#kex && dir.bytes >= (this.#options.rekeyBytes ?? 2 ** 30) && this.#sessionId) this.#startKex();
+    if (
+      !this.#kex && dir.bytes >= (this.#options.rekeyBytes ?? 2 ** 30) &&
+      this.#sessionId
+    ) this.#startKex();
   }
 
   /**
@@ -408,7 +454,12 @@ export class Transport {
    */
   #write(bytes: Uint8Array): void {
     this.#writer.write(bytes).catch((e) => {
-      this.#fail(new DisconnectError(DisconnectReason.CONNECTION_LOST, `Write failed: ${(e as Error)?.message ?? e}`));
+      this.#fail(
+        new DisconnectError(
+          DisconnectReason.CONNECTION_LOST,
+          `Write failed: ${(e as Error)?.message ?? e}`,
+        ),
+      );
     });
   }
 
@@ -439,12 +490,21 @@ export class Transport {
     let wire: Uint8Array | null = new Uint8Array(total);
     wire.set(head);
     wire = await this.#reader.readInto(wire, head.length, total - head.length);
-    if (wire === null) throw new DisconnectError(DisconnectReason.CONNECTION_LOST, "Connection closed mid-packet");
+    if (wire === null) {
+      throw new DisconnectError(
+        DisconnectReason.CONNECTION_LOST,
+        "Connection closed mid-packet",
+      );
+    }
     let plain: Uint8Array;
     try {
       plain = await cipher.open(seq, wire);
     } catch (e) {
-      if (e instanceof MacError) throw new DisconnectError(DisconnectReason.MAC_ERROR, e.message, { cause: e });
+      if (e instanceof MacError) {
+        throw new DisconnectError(DisconnectReason.MAC_ERROR, e.message, {
+          cause: e,
+        });
+      }
       throw e;
     }
     const padLen = plain[0];
@@ -459,10 +519,16 @@ export class Transport {
       try {
         payload = dir.decompressor.decompress(payload);
       } catch (e) {
-        throw new DisconnectError(DisconnectReason.COMPRESSION_ERROR, `Cannot decompress packet ${seq}: ${(e as Error).message}`);
+        throw new DisconnectError(
+          DisconnectReason.COMPRESSION_ERROR,
+          `Cannot decompress packet ${seq}: ${(e as Error).message}`,
+        );
       }
       if (payload.length === 0) {
-        throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Empty payload in packet ${seq}`);
+        throw new DisconnectError(
+          DisconnectReason.PROTOCOL_ERROR,
+          `Empty payload in packet ${seq}`,
+        );
       }
     }
     this.#currentSeq = seq;
@@ -470,11 +536,17 @@ export class Transport {
     if (dir.seq === 0 && !this.#sessionId) {
       // Terrapin defence: a wrap before the first NEWKEYS means the peer is
       // manipulating sequence numbers (OpenSSH PROTOCOL section 1.10).
-      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "Sequence number wrapped during the initial key exchange");
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        "Sequence number wrapped during the initial key exchange",
+      );
     }
     dir.bytes += total;
     this.#packetsSinceNewKeys++;
-    if (!this.#kex && dir.bytes >= (this.#options.rekeyBytes ?? 2 ** 30) && this.#sessionId) this.#startKex();
+    if (
+      !this.#kex && dir.bytes >= (this.#options.rekeyBytes ?? 2 ** 30) &&
+      this.#sessionId
+    ) this.#startKex();
     return payload;
   }
 
@@ -500,7 +572,10 @@ export class Transport {
         return;
       case Msg.UNIMPLEMENTED:
         if (kex) {
-          throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "Peer sent UNIMPLEMENTED during key exchange");
+          throw new DisconnectError(
+            DisconnectReason.PROTOCOL_ERROR,
+            "Peer sent UNIMPLEMENTED during key exchange",
+          );
         }
         return;
       case Msg.KEXINIT:
@@ -520,23 +595,42 @@ export class Transport {
         `Unexpected message ${type} during key exchange`,
       );
     }
-    if (type === Msg.SERVICE_REQUEST || type === Msg.SERVICE_ACCEPT || (type >= 50 && type <= 127)) {
+    if (
+      type === Msg.SERVICE_REQUEST || type === Msg.SERVICE_ACCEPT ||
+      (type >= 50 && type <= 127)
+    ) {
       const handler = this.#options.onMessage;
-      if (!handler) throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `No handler for message ${type}`);
+      if (!handler) {
+        throw new DisconnectError(
+          DisconnectReason.PROTOCOL_ERROR,
+          `No handler for message ${type}`,
+        );
+      }
       await handler(payload);
       return;
     }
     // RFC 4253 section 11.4: unknown message numbers get UNIMPLEMENTED.
-    this.#queueUrgent(new SshWriter(8).byte(Msg.UNIMPLEMENTED).uint32(this.#currentSeq).bytes());
+    this.#queueUrgent(
+      new SshWriter(8).byte(Msg.UNIMPLEMENTED).uint32(this.#currentSeq).bytes(),
+    );
   }
 
   #onDisconnect(payload: Uint8Array): void {
     const r = new SshReader(payload, "DISCONNECT");
     r.byte();
     const reason = r.uint32();
-    const description = r.utf8(64 * 1024).replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "?");
+    const description = r.utf8(64 * 1024).replace(
+      // The peer's text goes into error messages; keep its control characters out.
+      // deno-lint-ignore no-control-regex
+      /[\x00-\x08\x0b-\x1f\x7f]/g,
+      "?",
+    );
     this.#fail(
-      new DisconnectError(reason, `Disconnected by peer (reason ${reason}): ${description}`, { fromPeer: true }),
+      new DisconnectError(
+        reason,
+        `Disconnected by peer (reason ${reason}): ${description}`,
+        { fromPeer: true },
+      ),
     );
   }
 
@@ -548,14 +642,20 @@ export class Transport {
       ? this.#receivedNewKeys > 0 && !this.#authenticated
       : this.#receivedNewKeys === 1 && this.#packetsSinceNewKeys === 1;
     if (!allowed) {
-      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "EXT_INFO outside the places RFC 8308 allows");
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        "EXT_INFO outside the places RFC 8308 allows",
+      );
     }
     const r = new SshReader(payload, "EXT_INFO");
     r.byte();
     const count = r.uint32();
     // Each extension takes at least 8 bytes; bound the count by what remains.
     if (count > r.remaining / 8) {
-      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `EXT_INFO claims ${count} extensions in ${r.remaining} bytes`);
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        `EXT_INFO claims ${count} extensions in ${r.remaining} bytes`,
+      );
     }
     for (let i = 0; i < count; i++) {
       const name = r.utf8(256);
@@ -608,32 +708,45 @@ export class Transport {
     if (!this.#kex) this.#startKex();
     const kex = this.#kex!;
     if (kex.peerInit) {
-      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "Second KEXINIT during a key exchange");
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        "Second KEXINIT during a key exchange",
+      );
     }
     kex.peerInit = payload.slice();
     const peer = decodeKexInit(payload);
     const ours = decodeKexInit(kex.ourInit);
     const first = this.#sessionId === null;
     if (first) {
-      kex.strict = peer.kex.includes(this.#side === "client" ? STRICT_S : STRICT_C);
+      kex.strict = peer.kex.includes(
+        this.#side === "client" ? STRICT_S : STRICT_C,
+      );
       if (kex.strict && this.#currentSeq !== 0) {
         throw new DisconnectError(
           DisconnectReason.PROTOCOL_ERROR,
           "Strict key exchange: KEXINIT was not the first packet",
         );
       }
-      this.#peerWantsExtInfo = this.#side === "server" && peer.kex.includes("ext-info-c");
+      this.#peerWantsExtInfo = this.#side === "server" &&
+        peer.kex.includes("ext-info-c");
     } else {
       kex.strict = this.#strict;
     }
-    const [client, server] = this.#side === "client" ? [ours, peer] : [peer, ours];
+    const [client, server] = this.#side === "client"
+      ? [ours, peer]
+      : [peer, ours];
     const n = negotiate(client, server);
     kex.negotiated = n;
     kex.method = kexMethod(n.kex);
-    if (peer.firstKexFollows && !guessWasRight(peer, n)) kex.ignoreNextKexPacket = true;
+    if (peer.firstKexFollows && !guessWasRight(peer, n)) {
+      kex.ignoreNextKexPacket = true;
+    }
     if (this.#side === "client") {
       kex.client = kex.method.client();
-      this.#queueUrgent(new SshWriter(128).byte(Msg.KEX_INIT).raw(kex.client.publicEncoded).bytes());
+      this.#queueUrgent(
+        new SshWriter(128).byte(Msg.KEX_INIT).raw(kex.client.publicEncoded)
+          .bytes(),
+      );
     }
   }
 
@@ -653,39 +766,67 @@ export class Transport {
       return;
     }
     if (kex.outgoing) {
-      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Unexpected key exchange message ${payload[0]}`);
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        `Unexpected key exchange message ${payload[0]}`,
+      );
     }
     const n = kex.negotiated;
     const hash = kex.method.hash;
-    const [iC, iS] = this.#side === "client" ? [kex.ourInit, kex.peerInit] : [kex.peerInit, kex.ourInit];
-    const [vC, vS] = this.#side === "client" ? [this.#ourId, this.#peerId] : [this.#peerId, this.#ourId];
-    const exchangeHash = (hostKeyBlob: Uint8Array, qC: Uint8Array, qS: Uint8Array, k: Uint8Array) =>
+    const [iC, iS] = this.#side === "client"
+      ? [kex.ourInit, kex.peerInit]
+      : [kex.peerInit, kex.ourInit];
+    const [vC, vS] = this.#side === "client"
+      ? [this.#ourId, this.#peerId]
+      : [this.#peerId, this.#ourId];
+    const exchangeHash = (
+      hostKeyBlob: Uint8Array,
+      qC: Uint8Array,
+      qS: Uint8Array,
+      k: Uint8Array,
+    ) =>
       hashBytes(
         hash,
-        new SshWriter(2048).string(vC).string(vS).string(iC).string(iS).string(hostKeyBlob).raw(qC).raw(qS).raw(k)
+        new SshWriter(2048).string(vC).string(vS).string(iC).string(iS).string(
+          hostKeyBlob,
+        ).raw(qC).raw(qS).raw(k)
           .bytes(),
       );
 
     if (this.#side === "server") {
       if (payload[0] !== Msg.KEX_INIT) {
-        throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Unexpected key exchange message ${payload[0]}`);
+        throw new DisconnectError(
+          DisconnectReason.PROTOCOL_ERROR,
+          `Unexpected key exchange message ${payload[0]}`,
+        );
       }
       const r = new SshReader(payload, "KEX init");
       r.byte();
       const result = kex.method.server(r);
       r.end();
-      const hostKey = this.#options.hostKeys!.find((k) => k.publicKey.signatureAlgorithms.includes(n.hostKey))!;
-      const h = exchangeHash(hostKey.publicKey.blob, result.peerEncoded, result.publicEncoded, result.sharedSecret);
+      const hostKey = this.#options.hostKeys!.find((k) =>
+        k.publicKey.signatureAlgorithms.includes(n.hostKey)
+      )!;
+      const h = exchangeHash(
+        hostKey.publicKey.blob,
+        result.peerEncoded,
+        result.publicEncoded,
+        result.sharedSecret,
+      );
       const signature = hostKey.sign(h, n.hostKey);
       this.#queueUrgent(
-        new SshWriter(1024).byte(Msg.KEX_REPLY).string(hostKey.publicKey.blob).raw(result.publicEncoded).string(
-          signature,
-        ).bytes(),
+        new SshWriter(1024).byte(Msg.KEX_REPLY).string(hostKey.publicKey.blob)
+          .raw(result.publicEncoded).string(
+            signature,
+          ).bytes(),
       );
       this.#prepareKeys(kex, hash, result.sharedSecret, h);
     } else {
       if (payload[0] !== Msg.KEX_REPLY || !kex.client) {
-        throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, `Unexpected key exchange message ${payload[0]}`);
+        throw new DisconnectError(
+          DisconnectReason.PROTOCOL_ERROR,
+          `Unexpected key exchange message ${payload[0]}`,
+        );
       }
       const r = new SshReader(payload, "KEX reply");
       r.byte();
@@ -708,7 +849,12 @@ export class Transport {
           `Server sent a ${hostKey.type} host key but ${n.hostKey} was negotiated`,
         );
       }
-      const h = exchangeHash(hostKeyBlob, kex.client.publicEncoded, result.peerEncoded, result.sharedSecret);
+      const h = exchangeHash(
+        hostKeyBlob,
+        kex.client.publicEncoded,
+        result.peerEncoded,
+        result.sharedSecret,
+      );
       if (!hostKey.verify(h, signature, n.hostKey)) {
         throw new DisconnectError(
           DisconnectReason.HOST_KEY_NOT_VERIFIABLE,
@@ -719,20 +865,32 @@ export class Transport {
         // A rekey must not switch host keys (RFC 4253 section 9 implies
         // the same server; OpenSSH refuses a change too).
         if (!sameBytes(this.#hostKey.blob, hostKey.blob)) {
-          throw new DisconnectError(DisconnectReason.HOST_KEY_NOT_VERIFIABLE, "Server changed its host key during rekey");
+          throw new DisconnectError(
+            DisconnectReason.HOST_KEY_NOT_VERIFIABLE,
+            "Server changed its host key during rekey",
+          );
         }
       } else {
         let ok = false;
         try {
-          ok = this.#options.verifyHostKey ? await this.#options.verifyHostKey(hostKey, { algorithm: n.hostKey }) : false;
+          ok = this.#options.verifyHostKey
+            ? await this.#options.verifyHostKey(hostKey, {
+              algorithm: n.hostKey,
+            })
+            : false;
         } catch (e) {
           // Any error while checking a host key is fatal (CVE-2025-26465).
-          throw new HostKeyError(`Host key check failed: ${(e as Error).message}`, { cause: e });
+          throw new HostKeyError(
+            `Host key check failed: ${(e as Error).message}`,
+            { cause: e },
+          );
         }
         if (!ok) {
           throw new HostKeyError(
             `Host key verification failed for ${hostKey.type} ${hostKey.fingerprint()}${
-              this.#options.verifyHostKey ? "" : " (no verifyHostKey callback was given)"
+              this.#options.verifyHostKey
+                ? ""
+                : " (no verifyHostKey callback was given)"
             }`,
           );
         }
@@ -742,11 +900,23 @@ export class Transport {
     }
   }
 
-  #prepareKeys(kex: KexState, hash: HashName, k: Uint8Array, h: Uint8Array): void {
+  #prepareKeys(
+    kex: KexState,
+    hash: HashName,
+    k: Uint8Array,
+    h: Uint8Array,
+  ): void {
     const n = kex.negotiated!;
     const sessionId = this.#sessionId ?? h;
-    const derive = (letter: string, length: number) => deriveKey(hash, k, h, letter, sessionId, length);
-    const make = (cipherName: string, macName: string | null, comp: string, letters: string, mode: "seal" | "open") => {
+    const derive = (letter: string, length: number) =>
+      deriveKey(hash, k, h, letter, sessionId, length);
+    const make = (
+      cipherName: string,
+      macName: string | null,
+      comp: string,
+      letters: string,
+      mode: "seal" | "open",
+    ) => {
       const ci = cipherInfo(cipherName);
       const mi = macName ? macInfo(macName) : null;
       const keys = {
@@ -759,17 +929,34 @@ export class Transport {
       return {
         cipher: createPacketCipher(cipherName, macName, keys, mode),
         compressor: active && mode === "seal" ? createCompressor(comp) : null,
-        decompressor: active && mode === "open" ? createDecompressor(comp, { maxSize: MAX_PAYLOAD_LENGTH }) : null,
+        decompressor: active && mode === "open"
+          ? createDecompressor(comp, { maxSize: MAX_PAYLOAD_LENGTH })
+          : null,
         delayedCompression: delayed ? comp : null,
       };
     };
-    const c2s = make(n.cipherC2S, n.macC2S, n.compC2S, "ACE", this.#side === "client" ? "seal" : "open");
-    const s2c = make(n.cipherS2C, n.macS2C, n.compS2C, "BDF", this.#side === "client" ? "open" : "seal");
+    const c2s = make(
+      n.cipherC2S,
+      n.macC2S,
+      n.compC2S,
+      "ACE",
+      this.#side === "client" ? "seal" : "open",
+    );
+    const s2c = make(
+      n.cipherS2C,
+      n.macS2C,
+      n.compS2C,
+      "BDF",
+      this.#side === "client" ? "open" : "seal",
+    );
     kex.outgoing = this.#side === "client" ? c2s : s2c;
     kex.incoming = this.#side === "client" ? s2c : c2s;
     if (!this.#sessionId) this.#pendingSessionId = h;
     // Our NEWKEYS; the new keys apply to everything after it.
-    this.#queueUrgent(new Uint8Array([Msg.NEWKEYS]), () => this.#afterNewKeysSent(kex));
+    this.#queueUrgent(
+      new Uint8Array([Msg.NEWKEYS]),
+      () => this.#afterNewKeysSent(kex),
+    );
   }
 
   #pendingSessionId: Uint8Array | null = null;
@@ -779,11 +966,15 @@ export class Transport {
     const next = kex.outgoing!;
     this.#out = { ...next, seq: kex.strict ? 0 : this.#out.seq, bytes: 0 };
     kex.sentNewKeys = true;
-    if (this.#side === "server" && this.#peerWantsExtInfo && this.#kexCount === 0) {
+    if (
+      this.#side === "server" && this.#peerWantsExtInfo && this.#kexCount === 0
+    ) {
       // RFC 8308 section 2.4: EXT_INFO right after our first NEWKEYS.
       const algs = this.#options.serverSigAlgs ?? [];
       this.#urgent.unshift({
-        payload: new SshWriter(256).byte(Msg.EXT_INFO).uint32(1).string("server-sig-algs").nameList(algs).bytes(),
+        payload: new SshWriter(256).byte(Msg.EXT_INFO).uint32(1).string(
+          "server-sig-algs",
+        ).nameList(algs).bytes(),
         resolve: () => {},
         reject: () => {},
       });
@@ -794,7 +985,10 @@ export class Transport {
   #onNewKeys(payload: Uint8Array): void {
     const kex = this.#kex;
     if (!kex || !kex.incoming || kex.receivedNewKeys || payload.length !== 1) {
-      throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "Unexpected NEWKEYS");
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        "Unexpected NEWKEYS",
+      );
     }
     const next = kex.incoming;
     this.#in = { ...next, seq: kex.strict ? 0 : this.#in.seq, bytes: 0 };
@@ -851,16 +1045,19 @@ export class Transport {
     const pending = [...this.#urgent, ...this.#app];
     this.#urgent = [];
     this.#app = [];
-    const rejection = err instanceof DisconnectError ? err : new DisconnectError(
-      DisconnectReason.CONNECTION_LOST,
-      `Connection closed: ${err.message}`,
-      { cause: err },
-    );
+    const rejection = err instanceof DisconnectError
+      ? err
+      : new DisconnectError(
+        DisconnectReason.CONNECTION_LOST,
+        `Connection closed: ${err.message}`,
+        { cause: err },
+      );
     for (const p of pending) p.reject(rejection);
     for (const w of this.#kexWaiters) w();
     this.#kexWaiters = [];
     this.#firstKex.reject(rejection);
-    const sendDisconnect = !(err instanceof DisconnectError && (err.fromPeer || err.reason === DisconnectReason.CONNECTION_LOST));
+    const sendDisconnect = !(err instanceof DisconnectError &&
+      (err.fromPeer || err.reason === DisconnectReason.CONNECTION_LOST));
     const reason = err instanceof DisconnectError
       ? err.reason
       : err instanceof HostKeyError
@@ -878,7 +1075,8 @@ export class Transport {
     const deadline = Date.now() + 2000;
     while (this.#pumping && Date.now() < deadline) await delay(5);
     if (reason !== null && !this.#pumping && this.#peerId !== "") {
-      const payload = new SshWriter(128).byte(Msg.DISCONNECT).uint32(reason).string(description.slice(0, 512))
+      const payload = new SshWriter(128).byte(Msg.DISCONNECT).uint32(reason)
+        .string(description.slice(0, 512))
         .string("").bytes();
       try {
         await withTimeout(this.#writePacket(payload), 1000);
@@ -911,7 +1109,10 @@ async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     return await Promise.race([
       promise,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms`)), ms);
+        timer = setTimeout(
+          () => reject(new Error(`Timed out after ${ms} ms`)),
+          ms,
+        );
       }),
     ]);
   } finally {

@@ -17,10 +17,18 @@ export const SOFTWARE_VERSION = "Fynx_0.1";
 const decoder = new TextDecoder();
 
 /** Validates an identification string we are about to send. */
-export function makeIdentification(software: string = SOFTWARE_VERSION, comment?: string): string {
+export function makeIdentification(
+  software: string = SOFTWARE_VERSION,
+  comment?: string,
+): string {
   const id = `SSH-2.0-${software}${comment ? " " + comment : ""}`;
-  if (!/^[\x21-\x2c\x2e-\x7e]+( [\x20-\x7e]*)?$/.test(id.slice(8)) || id.length + 2 > MAX_VERSION_LINE) {
-    throw new TypeError(`Invalid SSH identification string: ${JSON.stringify(id)}`);
+  if (
+    !/^[\x21-\x2c\x2e-\x7e]+( [\x20-\x7e]*)?$/.test(id.slice(8)) ||
+    id.length + 2 > MAX_VERSION_LINE
+  ) {
+    throw new TypeError(
+      `Invalid SSH identification string: ${JSON.stringify(id)}`,
+    );
   }
   return id;
 }
@@ -33,7 +41,10 @@ export function makeIdentification(software: string = SOFTWARE_VERSION, comment?
  * very first line to be the identification. Lines are read in chunks and
  * split, never byte by byte; bytes after the line stay in the reader.
  */
-export async function readIdentification(reader: ByteReader, side: "client" | "server"): Promise<string> {
+export async function readIdentification(
+  reader: ByteReader,
+  side: "client" | "server",
+): Promise<string> {
   let line = new Uint8Array(0);
   let lines = 0;
   for (;;) {
@@ -57,10 +68,14 @@ export async function readIdentification(reader: ByteReader, side: "client" | "s
       if (raw.length + 1 > MAX_VERSION_LINE) {
         throw new DisconnectError(
           DisconnectReason.PROTOCOL_ERROR,
-          `Identification line too long (${raw.length + 1} bytes, limit ${MAX_VERSION_LINE})`,
+          `Identification line too long (${
+            raw.length + 1
+          } bytes, limit ${MAX_VERSION_LINE})`,
         );
       }
-      const text = decoder.decode(raw[raw.length - 1] === 0x0d ? raw.subarray(0, raw.length - 1) : raw);
+      const text = decoder.decode(
+        raw[raw.length - 1] === 0x0d ? raw.subarray(0, raw.length - 1) : raw,
+      );
       if (text.startsWith("SSH-")) {
         reader.unshift(joined.slice(start));
         return checkVersion(text);
@@ -68,7 +83,9 @@ export async function readIdentification(reader: ByteReader, side: "client" | "s
       if (side === "server") {
         throw new DisconnectError(
           DisconnectReason.PROTOCOL_VERSION_NOT_SUPPORTED,
-          `Expected an SSH-2.0 identification line, got ${JSON.stringify(text.slice(0, 64))}`,
+          `Expected an SSH-2.0 identification line, got ${
+            JSON.stringify(text.slice(0, 64))
+          }`,
         );
       }
       if (++lines > MAX_PRE_BANNER_LINES) {
@@ -85,10 +102,15 @@ export async function readIdentification(reader: ByteReader, side: "client" | "s
         `Identification line too long (over ${MAX_VERSION_LINE} bytes without a line end)`,
       );
     }
-    if (side === "server" && line.length >= 4 && decoder.decode(line.subarray(0, 4)) !== "SSH-") {
+    if (
+      side === "server" && line.length >= 4 &&
+      decoder.decode(line.subarray(0, 4)) !== "SSH-"
+    ) {
       throw new DisconnectError(
         DisconnectReason.PROTOCOL_VERSION_NOT_SUPPORTED,
-        `Expected an SSH-2.0 identification line, got ${JSON.stringify(decoder.decode(line.subarray(0, 32)))}`,
+        `Expected an SSH-2.0 identification line, got ${
+          JSON.stringify(decoder.decode(line.subarray(0, 32)))
+        }`,
       );
     }
   }
@@ -99,11 +121,18 @@ function checkVersion(text: string): string {
   if (!text.startsWith("SSH-2.0-") && !text.startsWith("SSH-1.99-")) {
     throw new DisconnectError(
       DisconnectReason.PROTOCOL_VERSION_NOT_SUPPORTED,
-      `Unsupported SSH protocol version in ${JSON.stringify(text.slice(0, 64))}`,
+      `Unsupported SSH protocol version in ${
+        JSON.stringify(text.slice(0, 64))
+      }`,
     );
   }
+  // Control characters are exactly what this check looks for.
+  // deno-lint-ignore no-control-regex
   if (/[\x00-\x1f\x7f]/.test(text)) {
-    throw new DisconnectError(DisconnectReason.PROTOCOL_ERROR, "Identification line contains control characters");
+    throw new DisconnectError(
+      DisconnectReason.PROTOCOL_ERROR,
+      "Identification line contains control characters",
+    );
   }
   return text;
 }
