@@ -332,8 +332,17 @@ export function serve(options: ServeOptions): SshServer {
   const handle = async (conn: Deno.TcpConn) => {
     const addr = conn.remoteAddr;
     const remoteAddress = `${addr.hostname}:${addr.port}`;
-    // MaxStartups: random early drop between start and full.
-    if (unauthenticated >= startups.full) {
+    // MaxStartups: refuse at random from `start` unauthenticated connections,
+    // with a probability rising from `rate`% to 100% at `full`.
+    const over = unauthenticated - startups.start;
+    const refuseChance = unauthenticated >= startups.full
+      ? 100
+      : over >= 0
+      ? startups.rate +
+        (100 - startups.rate) * over /
+          Math.max(1, startups.full - startups.start)
+      : 0;
+    if (refuseChance > 0 && Math.random() * 100 < refuseChance) {
       log({
         type: "refused",
         remoteAddress,
@@ -341,20 +350,6 @@ export function serve(options: ServeOptions): SshServer {
       });
       conn.close();
       return;
-    }
-    if (unauthenticated >= startups.start) {
-      const p = startups.rate +
-        (100 - startups.rate) * (unauthenticated - startups.start) /
-          Math.max(1, startups.full - startups.start);
-      if (Math.random() * 100 < p) {
-        log({
-          type: "refused",
-          remoteAddress,
-          reason: "too many unauthenticated connections",
-        });
-        conn.close();
-        return;
-      }
     }
     conn.setNoDelay(true);
     log({ type: "connect", remoteAddress });

@@ -137,6 +137,50 @@ export type SessionRequestHandler = (
  * When the work is done, call {@linkcode ServerSession.exit} (or
  * {@linkcode ServerSession.exitSignal}): it waits for writes in progress,
  * then sends the status, EOF and CLOSE.
+ *
+ * @example An upper-casing "shell", streamed both ways
+ * ```ts
+ * import { Connection, type ServerSession } from "@fynx/ssh";
+ * import assert from "node:assert/strict";
+ *
+ * function onSessionOpen(session: ServerSession): void {
+ *   session.onRequest = (req) => {
+ *     if (req.type !== "shell") return false;
+ *     (async () => {
+ *       // Backpressure both ways: the client's window re-opens as we read.
+ *       await session.stdin
+ *         .pipeThrough(new TextDecoderStream())
+ *         .pipeThrough(new TransformStream<string, string>({
+ *           transform: (text, c) => c.enqueue(text.toUpperCase()),
+ *         }))
+ *         .pipeThrough(new TextEncoderStream())
+ *         .pipeTo(session.stdout);
+ *       await session.exit(0);
+ *     })();
+ *     return true;
+ *   };
+ * }
+ *
+ * let server: Connection | undefined;
+ * const client = new Connection({
+ *   send: async (p) => { await null; server!.dispatch(p.slice()); },
+ * }, { side: "client" });
+ * server = new Connection({
+ *   send: async (p) => { await null; client.dispatch(p.slice()); },
+ * }, { side: "server", onSessionOpen });
+ *
+ * const session = await client.openSession();
+ * await session.shell();
+ * const output = new Response(session.stdout).text();
+ * const writer = session.stdin.getWriter();
+ * await writer.write(new TextEncoder().encode("hello "));
+ * await writer.write(new TextEncoder().encode("world"));
+ * await writer.close(); // sends EOF
+ * assert.equal(await output, "HELLO WORLD");
+ * assert.equal((await session.exit).code, 0);
+ * client.close();
+ * server.close();
+ * ```
  */
 export interface ServerSession {
   /** Our channel number (for logs). */
