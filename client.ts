@@ -287,6 +287,16 @@ export async function connect(options: ConnectOptions): Promise<SshClient> {
       onMessage: (payload) => {
         const type = payload[0];
         if (!authenticated) {
+          if (type === Msg.USERAUTH_SUCCESS) {
+            // Switch state before the read loop takes the next packet: it
+            // may already be compressed or be a connection message (OpenSSH
+            // sends hostkeys-00@openssh.com right away).
+            authenticated = true;
+            transport!.authenticated();
+            connection = new Connection({ send: (p) => transport!.send(p) }, {
+              side: "client",
+            });
+          }
           if (type === Msg.SERVICE_ACCEPT || (type >= 50 && type <= 79)) {
             inbox.push(payload);
             return;
@@ -338,10 +348,7 @@ export async function connect(options: ConnectOptions): Promise<SshClient> {
       controller.signal.removeEventListener("abort", abort);
     }
     if (controller.signal.aborted) throw controller.signal.reason;
-    authenticated = true;
-    t.authenticated();
-    connection = new Connection({ send: (p) => t.send(p) }, { side: "client" });
-    const client = new SshClient(t, connection);
+    const client = new SshClient(t, connection!);
     if (options.keepaliveInterval) {
       client.startKeepalive(
         options.keepaliveInterval,

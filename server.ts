@@ -189,18 +189,24 @@ export function acceptConnection(
         { send: (p) => transport.send(p), sessionId: transport.sessionId },
         inbox,
         options,
-        options.remoteAddress,
+        {
+          remoteAddress: options.remoteAddress,
+          onSuccess: (result) => {
+            // Synchronously behind USERAUTH_SUCCESS: compression starts
+            // after it and the client's next message finds the connection.
+            authed = true;
+            transport.authenticated();
+            info.username = result.username;
+            info.auth = result;
+            connection = new Connection({ send: (p) => transport.send(p) }, {
+              side: "server",
+              onSessionOpen: options.onSession
+                ? (session: ServerSession) => options.onSession!(session, info)
+                : undefined,
+            });
+          },
+        },
       );
-      authed = true;
-      transport.authenticated();
-      info.username = result.username;
-      info.auth = result;
-      connection = new Connection({ send: (p) => transport.send(p) }, {
-        side: "server",
-        onSessionOpen: options.onSession
-          ? (session: ServerSession) => options.onSession!(session, info)
-          : undefined,
-      });
       options.onAuthenticated?.(info);
       return result;
     } catch (e) {

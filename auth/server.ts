@@ -89,13 +89,26 @@ export interface ServerAuthLink {
 const MAX_USERNAME = 256;
 const MAX_PASSWORD = 1024;
 
+/** Where a connection stands while auth runs. */
+export interface ServerAuthHooks {
+  /** The peer's address, handed to the callbacks. */
+  remoteAddress?: string;
+  /**
+   * Runs synchronously right after USERAUTH_SUCCESS is queued, before any
+   * later message from the client can be handled: the place to switch the
+   * connection to its authenticated state.
+   */
+  onSuccess?: (result: ServerAuthResult) => void;
+}
+
 /** Runs server authentication until a user is authenticated. */
 export async function runServerAuth(
   link: ServerAuthLink,
   inbox: Inbox,
   options: ServerAuthOptions,
-  remoteAddress?: string,
+  hooks: ServerAuthHooks = {},
 ): Promise<ServerAuthResult> {
+  const remoteAddress = hooks.remoteAddress;
   // Replies go out without awaiting the transport, so a key exchange the
   // client starts mid-auth cannot deadlock against this loop; order is kept
   // by the transport's queue.
@@ -331,7 +344,9 @@ export async function runServerAuth(
       lists.some((list) => list.every((m) => done.includes(m)));
     if (complete) {
       send(new Uint8Array([Msg.USERAUTH_SUCCESS]));
-      return { username, methods: [...done], key: verifiedKey };
+      const result = { username, methods: [...done], key: verifiedKey };
+      hooks.onSuccess?.(result);
+      return result;
     }
     await failure(started, true, false);
   }

@@ -262,6 +262,23 @@ Deno.test("zlib@openssh.com compression round trip", async () => {
   }
 });
 
+Deno.test("zlib@openssh.com survives many rekeys in both directions", async () => {
+  const algorithms = { compression: ["zlib@openssh.com"] };
+  const pair = await connectPair(
+    { algorithms, onSession: echoHandler, rekeyBytes: 64 * 1024 },
+    { algorithms, rekeyBytes: 96 * 1024 },
+  );
+  try {
+    // Incompressible data, so the byte counters really cross the limits.
+    const payload = pseudoRandomBytes(2 * 1024 * 1024, 11);
+    const result = await pair.client.exec("cat", { stdin: payload });
+    assert.equal(sha256hex(result.stdout), sha256hex(payload));
+    assert.ok(pair.client.transport.kexCount > 10);
+  } finally {
+    await pair.close();
+  }
+});
+
 Deno.test("zlib (pre-auth) compression round trip", async () => {
   const algorithms = { compression: ["zlib"] };
   const pair = await connectPair({ algorithms, onSession: echoHandler }, {

@@ -119,7 +119,8 @@ interface KexState {
 }
 
 interface QueuedPacket {
-  payload: Uint8Array;
+  /** Null for a marker that only runs `after` at its place in the queue. */
+  payload: Uint8Array | null;
   resolve: () => void;
   reject: (e: Error) => void;
   /** Runs right after the packet is written, before anything else is sent. */
@@ -347,21 +348,39 @@ export class Transport {
 
   #kexWaiters: (() => void)[] = [];
 
+  /** Outgoing delayed compression has passed its start point in the queue. */
+  #outCompressionStarted = false;
+
   /**
-   * Marks authentication as done: starts `zlib@openssh.com` compression in
-   * both directions (OpenSSH PROTOCOL section 1.9 delays it until then).
+   * Marks authentication as done and starts `zlib@openssh.com` compression
+   * (OpenSSH PROTOCOL section 1.9 delays it until then): for incoming
+   * packets at once, for outgoing ones right after the messages already
+   * queued. A server calls this right after queueing USERAUTH_SUCCESS (which
+   * must itself go out uncompressed); a client calls it from its message
+   * handler as USERAUTH_SUCCESS arrives, before the next packet is read.
    */
   authenticated(): void {
+    if (this.#authenticated) return;
     this.#authenticated = true;
-    for (const dir of [this.#in, this.#out]) {
-      if (dir.delayedCompression) {
-        dir.compressor = createCompressor(dir.delayedCompression);
-        dir.decompressor = createDecompressor(dir.delayedCompression, {
-          maxSize: MAX_PAYLOAD_LENGTH,
-        });
-        dir.delayedCompression = null;
-      }
-    }
+    const start = (dir: Direction) => {
+      if (!dir.delayedCompression) return;
+      dir.compressor = createCompressor(dir.delayedCompression);
+      dir.decompressor = createDecompressor(dir.delayedCompression, {
+        maxSize: MAX_PAYLOAD_LENGTH,
+      });
+      dir.delayedCompression = null;
+    };
+    start(this.#in);
+    this.#app.push({
+      payload: null,
+      after: () => {
+        this.#outCompressionStarted = true;
+        start(this.#out);
+      },
+      resolve: () => {},
+      reject: () => {},
+    });
+    this.#pump();
   }
 
   /**
@@ -395,6 +414,11 @@ export class Transport {
         // KEX messages until our NEWKEYS.
         if (!item && !this.#kex) item = this.#app.shift();
         if (!item) break;
+        if (item.payload === null) {
+          item.after?.();
+          item.resolve();
+          continue;
+        }
         try {
           await this.#writePacket(item.payload, item.after);
         } catch (e) {
@@ -924,7 +948,12 @@ export class Transport {
         key: derive(letters[1], ci.keyLength),
         macKey: mi ? derive(letters[2], mi.keyLength) : new Uint8Array(0),
       };
-      const delayed = comp === "zlib@openssh.com" && !this.#authenticated;
+      // Delayed compression starts where authenticated() put it: incoming
+      // at once, outgoing at its marker in the send queue.
+      const started = mode === "seal"
+        ? this.#outCompressionStarted
+        : this.#authenticated;
+      const delayed = comp === "zlib@openssh.com" && !started;
       const active = comp !== "none" && !delayed;
       return {
         cipher: createPacketCipher(cipherName, macName, keys, mode),
