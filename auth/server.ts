@@ -31,6 +31,13 @@ export interface ServerAuthOptions {
   /** Checks a password; absent means the method is not offered. */
   password?: (
     ctx: AuthContext & { password: string },
+  ) => boolean | "change-required" | Promise<boolean | "change-required">;
+  /**
+   * Sets a new password after `password` answered `"change-required"` (RFC
+   * 4252 section 8); true accepts the change and the login.
+   */
+  changePassword?: (
+    ctx: AuthContext & { oldPassword: string; newPassword: string },
   ) => boolean | Promise<boolean>;
   /**
    * Says whether `key` may log in as the user. Called for queries too; the
@@ -242,12 +249,33 @@ export async function runServerAuth(
     ) {
       const change = r.boolean();
       const password = r.utf8(Infinity);
-      if (change) r.utf8(Infinity);
+      const newPassword = change ? r.utf8(Infinity) : "";
       r.end();
       // Over-long passwords fail the same way as wrong ones (no early exit
       // that would show in the timing), without reaching the callback.
-      ok = !change && password.length <= MAX_PASSWORD &&
-        await options.password({ ...ctx, password });
+      const verdict =
+        password.length <= MAX_PASSWORD && newPassword.length <= MAX_PASSWORD
+          ? await options.password({ ...ctx, password })
+          : false;
+      if (change) {
+        // A new password needs a correct old one, expired or not.
+        ok = verdict !== false && options.changePassword !== undefined &&
+          await options.changePassword({
+            ...ctx,
+            oldPassword: password,
+            newPassword,
+          });
+      } else if (verdict === "change-required") {
+        // PASSWD_CHANGEREQ (RFC 4252 section 8): neither success nor failure.
+        send(
+          new SshWriter(64).byte(Msg.USERAUTH_60).string(
+            "Password expired; choose a new one",
+          ).string("").bytes(),
+        );
+        continue;
+      } else {
+        ok = verdict === true;
+      }
     } else if (
       method === "publickey" && options.publicKey &&
       remaining().includes("publickey")

@@ -158,9 +158,17 @@ export class RawPeer {
 
 /** A client KEXINIT payload offering curve25519 and the given extras. */
 export function clientKexInit(
-  options: { strict?: boolean; extraKex?: string[] } = {},
+  options: {
+    strict?: boolean;
+    extraKex?: string[];
+    kex?: string[];
+    firstKexFollows?: boolean;
+  } = {},
 ): Uint8Array {
-  const kex = ["curve25519-sha256", ...(options.extraKex ?? [])];
+  const kex = [
+    ...(options.kex ?? ["curve25519-sha256"]),
+    ...(options.extraKex ?? []),
+  ];
   if (options.strict ?? true) kex.push("kex-strict-c-v00@openssh.com");
   return new SshWriter()
     .byte(Msg.KEXINIT)
@@ -175,7 +183,7 @@ export function clientKexInit(
     .nameList(["none"])
     .nameList([])
     .nameList([])
-    .boolean(false)
+    .boolean(options.firstKexFollows ?? false)
     .uint32(0)
     .bytes();
 }

@@ -204,6 +204,38 @@ Deno.test("two-factor: publickey then password (partial success)", async () => {
   await pair.close();
 });
 
+Deno.test("password change request: the client sets a new password", async () => {
+  let current = "old-secret";
+  let asked = "";
+  const pair = await connectPair({
+    password: ({ password }) =>
+      password === current ? "change-required" : false,
+    changePassword: ({ oldPassword, newPassword }) => {
+      if (oldPassword !== current || newPassword.length < 8) return false;
+      current = newPassword;
+      return true;
+    },
+  }, {
+    password: "old-secret",
+    onPasswordChange: (prompt) => {
+      asked = prompt;
+      return "new-secret-123";
+    },
+  });
+  assert.equal(asked, "Password expired; choose a new one");
+  assert.equal(current, "new-secret-123");
+  assert.deepEqual(pair.server.info.auth?.methods, ["password"]);
+  await pair.close();
+});
+
+Deno.test("password change request without a handler fails with AuthError", async () => {
+  const err = await connectPair({ password: () => "change-required" }, {
+    password: "x",
+  }).then(() => null, (e) => e);
+  assert.ok(err instanceof AuthError, String(err));
+  assert.match(err.message, /requires a password change/);
+});
+
 Deno.test("banner reaches the client", async () => {
   let banner = "";
   const pair = await connectPair({ banner: "Welcome\r\n" }, {

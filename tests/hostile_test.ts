@@ -251,6 +251,55 @@ Deno.test("Terrapin: IGNORE between KEX reply and NEWKEYS is tolerated without s
   });
 });
 
+Deno.test("a wrongly guessed first KEX packet is ignored (RFC 4253 section 7)", async () => {
+  await withServer({}, async (_s, port) => {
+    const peer = await rawAfterVersion(port);
+    try {
+      // We guess NIST P-256, which the server does not offer by default.
+      await peer.sendPacket(
+        clientKexInit({
+          kex: ["ecdh-sha2-nistp256", "curve25519-sha256"],
+          firstKexFollows: true,
+        }),
+      );
+      // The guessed packet: junk the server must drop unread.
+      await peer.sendPacket(
+        new SshWriter().byte(Msg.KEX_INIT).string(new Uint8Array(65).fill(7))
+          .bytes(),
+      );
+      const kex = kexMethod("curve25519-sha256").client();
+      await peer.sendPacket(
+        new SshWriter().byte(Msg.KEX_INIT).raw(kex.publicEncoded).bytes(),
+      );
+      const types: number[] = [];
+      for (let i = 0; i < 3; i++) types.push((await peer.readPacket())![0]);
+      assert.deepEqual(types, [Msg.KEXINIT, Msg.KEX_REPLY, Msg.NEWKEYS]);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+Deno.test("a correctly guessed first KEX packet is used", async () => {
+  await withServer({}, async (_s, port) => {
+    const peer = await rawAfterVersion(port);
+    try {
+      await peer.sendPacket(
+        clientKexInit({ kex: ["curve25519-sha256"], firstKexFollows: true }),
+      );
+      const kex = kexMethod("curve25519-sha256").client();
+      await peer.sendPacket(
+        new SshWriter().byte(Msg.KEX_INIT).raw(kex.publicEncoded).bytes(),
+      );
+      const types: number[] = [];
+      for (let i = 0; i < 3; i++) types.push((await peer.readPacket())![0]);
+      assert.deepEqual(types, [Msg.KEXINIT, Msg.KEX_REPLY, Msg.NEWKEYS]);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
 Deno.test("a message that belongs after kex, sent during kex, is fatal", async () => {
   await withServer({}, async (_s, port) => {
     const peer = await rawAfterVersion(port);
