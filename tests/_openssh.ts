@@ -749,3 +749,48 @@ export function sshArgs(o: SshArgsOptions): string[] {
   args.push(...(o.flags ?? []), `${o.user}@127.0.0.1`);
   return args;
 }
+
+/**
+ * The algorithms the SSH core issue names: each must interoperate with
+ * OpenSSH in both directions. Pinned here rather than taken from our own
+ * lists, so dropping one from the library fails the interop tests.
+ */
+export const REQUIRED_ALGORITHMS: {
+  readonly kex: readonly string[];
+  readonly cipher: readonly string[];
+  readonly mac: readonly string[];
+  readonly hostKey: readonly string[];
+} = {
+  kex: [
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp256",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp521",
+    "diffie-hellman-group14-sha256",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group18-sha512",
+  ],
+  cipher: [
+    "chacha20-poly1305@openssh.com",
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+  ],
+  mac: [
+    "hmac-sha2-256",
+    "hmac-sha2-512",
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+  ],
+  hostKey: [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+  ],
+};

@@ -52,6 +52,21 @@ async function withServer(
   }
 }
 
+/** Runs `fn` with a raw peer that has exchanged version lines with a fresh server. */
+function withRawPeer(
+  options: Partial<ServeOptions>,
+  fn: (peer: RawPeer) => Promise<void>,
+): Promise<void> {
+  return withServer(options, async (_s, port) => {
+    const peer = await rawAfterVersion(port);
+    try {
+      await fn(peer);
+    } finally {
+      peer.close();
+    }
+  });
+}
+
 async function rawAfterVersion(port: number): Promise<RawPeer> {
   const peer = await RawPeer.connect(port);
   await peer.write("SSH-2.0-hostile\r\n");
@@ -115,17 +130,12 @@ for (
   ] as const
 ) {
   Deno.test(`server sends DISCONNECT for ${name}`, async () => {
-    await withServer({}, async (_s, port) => {
-      const peer = await rawAfterVersion(port);
-      try {
-        await peer.write(bytes);
-        const d = await peer.readUntilDisconnect();
-        assert.ok(d, "expected a DISCONNECT");
-        assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR, d.description);
-        assert.equal(await peer.waitClosed(), true);
-      } finally {
-        peer.close();
-      }
+    await withRawPeer({}, async (peer) => {
+      await peer.write(bytes);
+      const d = await peer.readUntilDisconnect();
+      assert.ok(d, "expected a DISCONNECT");
+      assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR, d.description);
+      assert.equal(await peer.waitClosed(), true);
     });
   });
 }
@@ -152,49 +162,57 @@ for (
   ] as const
 ) {
   Deno.test(`server sends DISCONNECT for ${name}`, async () => {
-    await withServer({}, async (_s, port) => {
-      const peer = await rawAfterVersion(port);
-      try {
-        await peer.sendPacket(payload);
-        const d = await peer.readUntilDisconnect();
-        assert.ok(d);
-        assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR);
-        assert.match(d.description, /Malformed KEXINIT/);
-      } finally {
-        peer.close();
-      }
+    await withRawPeer({}, async (peer) => {
+      await peer.sendPacket(payload);
+      const d = await peer.readUntilDisconnect();
+      assert.ok(d);
+      assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR);
+      assert.match(d.description, /Malformed KEXINIT/);
     });
   });
 }
 
 Deno.test("Terrapin: IGNORE before KEXINIT is fatal under strict kex", async () => {
-  await withServer({}, async (_s, port) => {
-    const peer = await rawAfterVersion(port);
-    try {
-      await peer.sendPacket(
-        new SshWriter().byte(Msg.IGNORE).string("x").bytes(),
-      );
-      await peer.sendPacket(clientKexInit({ strict: true }));
-      const d = await peer.readUntilDisconnect();
-      assert.ok(d);
-      assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR);
-      assert.match(d.description, /not the first packet/);
-    } finally {
-      peer.close();
-    }
+  await withRawPeer({}, async (peer) => {
+    await peer.sendPacket(
+      new SshWriter().byte(Msg.IGNORE).string("x").bytes(),
+    );
+    await peer.sendPacket(clientKexInit({ strict: true }));
+    const d = await peer.readUntilDisconnect();
+    assert.ok(d);
+    assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR);
+    assert.match(d.description, /not the first packet/);
   });
 });
 
-/** Runs a manual curve25519 exchange up to the server's NEWKEYS. */
+/**
+ * Runs a manual curve25519 exchange up to the server's NEWKEYS, optionally
+ * with an IGNORE before KEXINIT, another first KEX method, or a guessed
+ * packet (first_kex_packet_follows) sent right after KEXINIT.
+ */
 async function kexUntilNewKeys(
   peer: RawPeer,
-  strict: boolean,
-  ignoreFirst = false,
+  options: {
+    strict: boolean;
+    ignoreFirst?: boolean;
+    kex?: string[];
+    /** Announce a guess; the exchange's own KEX_INIT then is the guess. */
+    firstKexFollows?: boolean;
+    /** A wrong guess to send before the real KEX_INIT. */
+    guess?: Uint8Array;
+  },
 ): Promise<void> {
-  if (ignoreFirst) {
+  if (options.ignoreFirst) {
     await peer.sendPacket(new SshWriter().byte(Msg.IGNORE).string("x").bytes());
   }
-  await peer.sendPacket(clientKexInit({ strict }));
+  await peer.sendPacket(
+    clientKexInit({
+      strict: options.strict,
+      kex: options.kex,
+      firstKexFollows: options.firstKexFollows ?? options.guess !== undefined,
+    }),
+  );
+  if (options.guess) await peer.sendPacket(options.guess);
   const kex = kexMethod("curve25519-sha256").client();
   await peer.sendPacket(
     new SshWriter().byte(Msg.KEX_INIT).raw(kex.publicEncoded).bytes(),
@@ -209,112 +227,63 @@ async function kexUntilNewKeys(
 }
 
 Deno.test("Terrapin: IGNORE before KEXINIT is tolerated without strict kex", async () => {
-  await withServer({}, async (_s, port) => {
-    const peer = await rawAfterVersion(port);
-    try {
-      await kexUntilNewKeys(peer, false, true);
-    } finally {
-      peer.close();
-    }
+  await withRawPeer({}, async (peer) => {
+    await kexUntilNewKeys(peer, { strict: false, ignoreFirst: true });
   });
 });
 
 Deno.test("Terrapin: IGNORE between KEX reply and NEWKEYS is fatal under strict kex", async () => {
-  await withServer({}, async (_s, port) => {
-    const peer = await rawAfterVersion(port);
-    try {
-      await kexUntilNewKeys(peer, true);
-      await peer.sendPacket(
-        new SshWriter().byte(Msg.IGNORE).string("x").bytes(),
-      );
-      // The server has switched its sending keys, so its DISCONNECT is
-      // encrypted; what we can observe is that it closes at once.
-      assert.equal(await peer.waitClosed(2000), true);
-    } finally {
-      peer.close();
-    }
+  await withRawPeer({}, async (peer) => {
+    await kexUntilNewKeys(peer, { strict: true });
+    await peer.sendPacket(
+      new SshWriter().byte(Msg.IGNORE).string("x").bytes(),
+    );
+    // The server has switched its sending keys, so its DISCONNECT is
+    // encrypted; what we can observe is that it closes at once.
+    assert.equal(await peer.waitClosed(2000), true);
   });
 });
 
 Deno.test("Terrapin: IGNORE between KEX reply and NEWKEYS is tolerated without strict kex", async () => {
-  await withServer({}, async (_s, port) => {
-    const peer = await rawAfterVersion(port);
-    try {
-      await kexUntilNewKeys(peer, false);
-      await peer.sendPacket(
-        new SshWriter().byte(Msg.IGNORE).string("x").bytes(),
-      );
-      assert.equal(await peer.waitClosed(300), false);
-    } finally {
-      peer.close();
-    }
+  await withRawPeer({}, async (peer) => {
+    await kexUntilNewKeys(peer, { strict: false });
+    await peer.sendPacket(
+      new SshWriter().byte(Msg.IGNORE).string("x").bytes(),
+    );
+    assert.equal(await peer.waitClosed(300), false);
   });
 });
 
 Deno.test("a wrongly guessed first KEX packet is ignored (RFC 4253 section 7)", async () => {
-  await withServer({}, async (_s, port) => {
-    const peer = await rawAfterVersion(port);
-    try {
-      // We guess NIST P-256, which the server does not offer by default.
-      await peer.sendPacket(
-        clientKexInit({
-          kex: ["ecdh-sha2-nistp256", "curve25519-sha256"],
-          firstKexFollows: true,
-        }),
-      );
-      // The guessed packet: junk the server must drop unread.
-      await peer.sendPacket(
-        new SshWriter().byte(Msg.KEX_INIT).string(new Uint8Array(65).fill(7))
-          .bytes(),
-      );
-      const kex = kexMethod("curve25519-sha256").client();
-      await peer.sendPacket(
-        new SshWriter().byte(Msg.KEX_INIT).raw(kex.publicEncoded).bytes(),
-      );
-      const types: number[] = [];
-      for (let i = 0; i < 3; i++) types.push((await peer.readPacket())![0]);
-      assert.deepEqual(types, [Msg.KEXINIT, Msg.KEX_REPLY, Msg.NEWKEYS]);
-    } finally {
-      peer.close();
-    }
+  await withRawPeer({}, async (peer) => {
+    // We guess NIST P-256, which the server does not offer by default; the
+    // guessed packet is junk the server must drop unread.
+    await kexUntilNewKeys(peer, {
+      strict: true,
+      kex: ["ecdh-sha2-nistp256", "curve25519-sha256"],
+      guess: new SshWriter().byte(Msg.KEX_INIT).string(
+        new Uint8Array(65).fill(7),
+      ).bytes(),
+    });
   });
 });
 
 Deno.test("a correctly guessed first KEX packet is used", async () => {
-  await withServer({}, async (_s, port) => {
-    const peer = await rawAfterVersion(port);
-    try {
-      await peer.sendPacket(
-        clientKexInit({ kex: ["curve25519-sha256"], firstKexFollows: true }),
-      );
-      const kex = kexMethod("curve25519-sha256").client();
-      await peer.sendPacket(
-        new SshWriter().byte(Msg.KEX_INIT).raw(kex.publicEncoded).bytes(),
-      );
-      const types: number[] = [];
-      for (let i = 0; i < 3; i++) types.push((await peer.readPacket())![0]);
-      assert.deepEqual(types, [Msg.KEXINIT, Msg.KEX_REPLY, Msg.NEWKEYS]);
-    } finally {
-      peer.close();
-    }
+  await withRawPeer({}, async (peer) => {
+    await kexUntilNewKeys(peer, { strict: true, firstKexFollows: true });
   });
 });
 
 Deno.test("a message that belongs after kex, sent during kex, is fatal", async () => {
-  await withServer({}, async (_s, port) => {
-    const peer = await rawAfterVersion(port);
-    try {
-      await peer.sendPacket(clientKexInit({ strict: false }));
-      await peer.sendPacket(
-        new SshWriter().byte(Msg.SERVICE_REQUEST).string("ssh-userauth")
-          .bytes(),
-      );
-      const d = await peer.readUntilDisconnect();
-      assert.ok(d);
-      assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR);
-    } finally {
-      peer.close();
-    }
+  await withRawPeer({}, async (peer) => {
+    await peer.sendPacket(clientKexInit({ strict: false }));
+    await peer.sendPacket(
+      new SshWriter().byte(Msg.SERVICE_REQUEST).string("ssh-userauth")
+        .bytes(),
+    );
+    const d = await peer.readUntilDisconnect();
+    assert.ok(d);
+    assert.equal(d.reason, DisconnectReason.PROTOCOL_ERROR);
   });
 });
 

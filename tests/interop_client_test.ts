@@ -24,6 +24,7 @@ import {
   KEYGEN_TYPES,
   opensshAlgorithms,
   randomBytes,
+  REQUIRED_ALGORITHMS,
   run,
   sha256hex,
   skipOpenssh,
@@ -38,42 +39,8 @@ const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 const MiB = 1 << 20;
 
-/** Algorithms the brief names explicitly: each must work against sshd. */
-const REQUIRED = {
-  kex: [
-    "curve25519-sha256",
-    "curve25519-sha256@libssh.org",
-    "ecdh-sha2-nistp256",
-    "ecdh-sha2-nistp384",
-    "ecdh-sha2-nistp521",
-    "diffie-hellman-group14-sha256",
-    "diffie-hellman-group16-sha512",
-    "diffie-hellman-group18-sha512",
-  ],
-  cipher: [
-    "chacha20-poly1305@openssh.com",
-    "aes128-gcm@openssh.com",
-    "aes256-gcm@openssh.com",
-    "aes128-ctr",
-    "aes192-ctr",
-    "aes256-ctr",
-  ],
-  mac: [
-    "hmac-sha2-256",
-    "hmac-sha2-512",
-    "hmac-sha2-256-etm@openssh.com",
-    "hmac-sha2-512-etm@openssh.com",
-  ],
-  hostKey: [
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "rsa-sha2-512",
-    "rsa-sha2-256",
-  ],
-  compression: ["zlib@openssh.com"],
-};
+/** The required algorithms, plus zlib@openssh.com compression. */
+const REQUIRED = { ...REQUIRED_ALGORITHMS, compression: ["zlib@openssh.com"] };
 
 /** The required names plus anything else both we and OpenSSH implement. */
 async function algorithmMatrix(): Promise<typeof REQUIRED> {
@@ -81,7 +48,7 @@ async function algorithmMatrix(): Promise<typeof REQUIRED> {
   const both = (
     ours: readonly string[],
     openssh: string[],
-    required: string[],
+    required: readonly string[],
   ) => {
     const extra = ours.filter((a) =>
       openssh.includes(a) && !required.includes(a) && !a.includes("-cert-v01@")

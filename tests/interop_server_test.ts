@@ -24,6 +24,7 @@ import {
   knownHostsLine,
   opensshAlgorithms,
   randomBytes,
+  REQUIRED_ALGORITHMS,
   run,
   type RunOptions,
   type RunResult,
@@ -43,41 +44,7 @@ const MiB = 1 << 20;
 const USER = "tester";
 const PASSWORD = "open sesame 42";
 
-/** Algorithms the brief names explicitly: each must work with ssh. */
-const REQUIRED = {
-  kex: [
-    "curve25519-sha256",
-    "curve25519-sha256@libssh.org",
-    "ecdh-sha2-nistp256",
-    "ecdh-sha2-nistp384",
-    "ecdh-sha2-nistp521",
-    "diffie-hellman-group14-sha256",
-    "diffie-hellman-group16-sha512",
-    "diffie-hellman-group18-sha512",
-  ],
-  cipher: [
-    "chacha20-poly1305@openssh.com",
-    "aes128-gcm@openssh.com",
-    "aes256-gcm@openssh.com",
-    "aes128-ctr",
-    "aes192-ctr",
-    "aes256-ctr",
-  ],
-  mac: [
-    "hmac-sha2-256",
-    "hmac-sha2-512",
-    "hmac-sha2-256-etm@openssh.com",
-    "hmac-sha2-512-etm@openssh.com",
-  ],
-  hostKey: [
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "rsa-sha2-512",
-    "rsa-sha2-256",
-  ],
-};
+const REQUIRED = REQUIRED_ALGORITHMS;
 
 function isAead(cipher: string): boolean {
   return cipher.includes("gcm") || cipher.includes("poly1305");
@@ -111,7 +78,7 @@ Deno.test({
       const both = (
         ours: readonly string[],
         openssh: string[],
-        required: string[],
+        required: readonly string[],
       ) => [
         ...required,
         ...ours.filter((a) =>
