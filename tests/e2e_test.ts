@@ -63,23 +63,26 @@ const hostKeyTypes = [
   ["rsa", "rsa-sha2-256"],
 ] as const;
 
-for (const kex of KEX_NAMES) {
-  for (const [keyType, hostKeyAlg] of hostKeyTypes) {
-    Deno.test(`handshake with ${kex} and ${hostKeyAlg} host key`, async () => {
-      const algorithms = { kex: [kex], hostKey: [hostKeyAlg] };
-      const pair = await connectPair(
-        { algorithms, hostKeys: [testKey(keyType)], onSession: echoHandler },
-        { algorithms },
-      );
-      try {
-        assert.equal(pair.client.algorithms.kex, kex);
-        assert.equal(pair.client.algorithms.hostKey, hostKeyAlg);
-        const result = await pair.client.exec("echo ok");
-        assert.equal(decoder.decode(result.stdout), "ok\n");
-      } finally {
-        await pair.close();
-      }
-    });
+for (const via of ["memory", "tcp"] as const) {
+  for (const kex of KEX_NAMES) {
+    for (const [keyType, hostKeyAlg] of hostKeyTypes) {
+      Deno.test(`handshake over ${via} with ${kex} and ${hostKeyAlg} host key`, async () => {
+        const algorithms = { kex: [kex], hostKey: [hostKeyAlg] };
+        const pair = await connectPair(
+          { algorithms, hostKeys: [testKey(keyType)], onSession: echoHandler },
+          { algorithms },
+          via,
+        );
+        try {
+          assert.equal(pair.client.algorithms.kex, kex);
+          assert.equal(pair.client.algorithms.hostKey, hostKeyAlg);
+          const result = await pair.client.exec("echo ok");
+          assert.equal(decoder.decode(result.stdout), "ok\n");
+        } finally {
+          await pair.close();
+        }
+      });
+    }
   }
 }
 

@@ -403,24 +403,44 @@ Deno.test("a flipped byte after kex always ends in a MAC or length error", async
   }
 });
 
-Deno.test("stalled connections are released after the login grace time", async () => {
-  await withServer({ loginGraceTime: 300 }, async (server, port) => {
+Deno.test("connections stalled at every handshake stage are released after the login grace time", async () => {
+  await withServer({ loginGraceTime: 400 }, async (server, port) => {
     const peers: RawPeer[] = [];
+    const transports: Transport[] = [];
     try {
-      for (let i = 0; i < 4; i++) {
+      // Raw peers stall: before anything, after the version line, after
+      // KEXINIT, and after the server's NEWKEYS (ours never sent).
+      for (let stage = 0; stage < 4; stage++) {
         const p = await RawPeer.connect(port);
-        // Stall at different stages: before and after the version line.
-        if (i % 2) await p.write("SSH-2.0-staller\r\n");
         peers.push(p);
+        if (stage === 0) continue;
+        await p.write("SSH-2.0-staller\r\n");
+        await p.readLine();
+        if (stage === 2) await p.sendPacket(clientKexInit());
+        if (stage === 3) await kexUntilNewKeys(p, { strict: true });
       }
-      const deadline = Date.now() + 2000;
-      while (server.unauthenticated < 4 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 10));
+      // Our transport stalls after the first key exchange, and after the
+      // service request.
+      for (let stage = 0; stage < 2; stage++) {
+        const t = await rawTransport(port);
+        transports.push(t);
+        if (stage === 1) {
+          await t.send(
+            new SshWriter().byte(Msg.SERVICE_REQUEST).string("ssh-userauth")
+              .bytes(),
+          );
+        }
       }
-      assert.equal(server.unauthenticated, 4);
+      const total = peers.length + transports.length;
+      assert.equal(server.unauthenticated, total);
       for (const p of peers) assert.equal(await p.waitClosed(3000), true);
+      for (const t of transports) {
+        const reason = await t.closed;
+        assert.ok(reason instanceof DisconnectError);
+        assert.match(reason.message, /Authentication timeout/);
+      }
       const until = Date.now() + 2000;
-      while (server.unauthenticated > 0 && Date.now() < until) {
+      while (server.connections > 0 && Date.now() < until) {
         await new Promise((r) => setTimeout(r, 10));
       }
       assert.equal(server.unauthenticated, 0);
