@@ -65,6 +65,7 @@ export type {
   ClientAuthOptions,
   InteractiveChallenge,
   InteractivePrompt,
+  Signer,
 } from "./auth/client.ts";
 export type { Duplex, HostKeyVerifier } from "./transport/transport.ts";
 

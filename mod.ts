@@ -28,6 +28,7 @@ export type {
   ClientAuthOptions,
   InteractiveChallenge,
   InteractivePrompt,
+  Signer,
 } from "./auth/client.ts";
 export {
   acceptConnection,

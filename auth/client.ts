@@ -4,7 +4,7 @@
  * @module
  */
 import { AuthError, DisconnectError } from "../errors.ts";
-import type { PrivateKey } from "../keys/types.ts";
+import type { PublicKey } from "../keys/types.ts";
 import { DisconnectReason, Msg } from "../wire/messages.ts";
 import { SshReader } from "../wire/reader.ts";
 import { SshWriter } from "../wire/writer.ts";
@@ -28,14 +28,26 @@ export interface InteractiveChallenge {
   prompts: InteractivePrompt[];
 }
 
+/**
+ * Anything that can sign for `publickey` authentication: a `PrivateKey`, or
+ * a key held elsewhere (an ssh-agent, a hardware token) that signs
+ * asynchronously.
+ */
+export interface Signer {
+  /** The public half, sent to the server. */
+  readonly publicKey: PublicKey;
+  /** Returns the signature blob (`string algorithm || string signature`). */
+  sign(data: Uint8Array, algorithm?: string): Uint8Array | Promise<Uint8Array>;
+}
+
 /** How the client authenticates. */
 export interface ClientAuthOptions {
   /** User name on the server. */
   username: string;
   /** Password, or a function asked for it (called once per attempt). */
   password?: string | (() => string | null | Promise<string | null>);
-  /** Keys for `publickey`, tried in order. */
-  privateKeys?: readonly PrivateKey[];
+  /** Keys (or other signers) for `publickey`, tried in order. */
+  privateKeys?: readonly Signer[];
   /** Answers keyboard-interactive challenges; return null to give up. */
   keyboardInteractive?: (
     challenge: InteractiveChallenge,
@@ -161,7 +173,7 @@ export async function runClientAuth(
           "ssh-connection",
         ).string("publickey").boolean(true).string(algorithm).string(blob)
           .bytes();
-        const signature = key.sign(signed, algorithm);
+        const signature = await key.sign(signed, algorithm);
         await link.send(
           request("publickey").boolean(true).string(algorithm).string(blob)
             .string(signature).bytes(),
@@ -330,7 +342,7 @@ function sanitize(text: string, multiline = false): string {
  * never SHA-1.
  */
 export function pickSignatureAlgorithm(
-  key: PrivateKey,
+  key: Signer,
   serverSigAlgs: readonly string[] | null,
 ): string {
   const algs = key.publicKey.signatureAlgorithms;

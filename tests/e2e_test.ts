@@ -161,6 +161,30 @@ Deno.test("publickey auth with every user key type", async () => {
   }
 });
 
+Deno.test("publickey auth with an asynchronous signer (agent-style)", async () => {
+  const key = testKey("rsa");
+  let signedWith = "";
+  const signer = {
+    publicKey: key.publicKey,
+    async sign(data: Uint8Array, algorithm?: string) {
+      await new Promise((r) => setTimeout(r, 5));
+      signedWith = algorithm ?? "";
+      return key.sign(data, algorithm);
+    },
+  };
+  const pair = await connectPair({
+    password: undefined,
+    publicKey: ({ key: k }) => k.fingerprint() === key.publicKey.fingerprint(),
+  }, { password: undefined, privateKeys: [signer] });
+  // The server announced server-sig-algs, so RSA signs with SHA-512.
+  assert.equal(signedWith, "rsa-sha2-512");
+  assert.equal(
+    pair.server.info.auth?.key?.fingerprint(),
+    key.publicKey.fingerprint(),
+  );
+  await pair.close();
+});
+
 Deno.test("publickey auth skips a refused key and uses the next", async () => {
   const good = testKey("ed25519");
   const bad = testKey("ecdsa-p256");
