@@ -43,10 +43,19 @@ export {
 } from "./server.ts";
 export type {
   AuthContext,
+  PublicKeyDecision,
   ServerAuthOptions,
   ServerAuthResult,
 } from "./auth/server.ts";
 export * from "./connection/mod.ts";
+export {
+  addressAllowed,
+  type AuthorizedKeyMatch,
+  findAuthorizedKey,
+  type FindAuthorizedKeyOptions,
+  type KeyOptions,
+  parseKeyOptions,
+} from "./keys/authorized_key_options.ts";
 export {
   AuthError,
   ChannelOpenError,

@@ -42,6 +42,7 @@ import { DisconnectReason, Msg } from "./wire/messages.ts";
 
 export type {
   AuthContext,
+  PublicKeyDecision,
   ServerAuthOptions,
   ServerAuthResult,
 } from "./auth/server.ts";

@@ -17,6 +17,7 @@ import { SshReader } from "../wire/reader.ts";
 import { SshWriter } from "../wire/writer.ts";
 import type { Inbox } from "./_inbox.ts";
 import type { InteractiveChallenge } from "./client.ts";
+import type { SessionRestrictions } from "../connection/session.ts";
 
 /** What the application learns about an attempt. */
 export interface AuthContext {
@@ -45,7 +46,7 @@ export interface ServerAuthOptions {
    */
   publicKey?: (
     ctx: AuthContext & { key: PublicKey },
-  ) => boolean | Promise<boolean>;
+  ) => PublicKeyDecision | Promise<PublicKeyDecision>;
   /** Runs a keyboard-interactive conversation through `prompt`. */
   keyboardInteractive?: (
     ctx: AuthContext & {
@@ -75,6 +76,15 @@ export interface ServerAuthOptions {
   failureDelay?: number;
 }
 
+/**
+ * A `publicKey` callback's answer: false refuses; true or an object accepts,
+ * the object carrying restrictions (e.g. from `authorized_keys` options) for
+ * the sessions of this login.
+ */
+export type PublicKeyDecision = boolean | {
+  restrictions?: SessionRestrictions;
+};
+
 /** Who authenticated, and how. */
 export interface ServerAuthResult {
   /** The authenticated user name. */
@@ -83,6 +93,11 @@ export interface ServerAuthResult {
   methods: string[];
   /** The public key whose signature verified, when publickey was used. */
   key?: PublicKey;
+  /**
+   * Restrictions the `publicKey` callback attached to the verified key (its
+   * answer for that key after the signature verified, never a query's).
+   */
+  restrictions?: SessionRestrictions;
 }
 
 /** Transport operations auth needs. */
@@ -156,6 +171,7 @@ export async function runServerAuth(
   let bannerSent = options.banner === undefined;
   const done: string[] = [];
   let verifiedKey: PublicKey | undefined;
+  let restrictions: SessionRestrictions | undefined;
 
   const remaining = (): string[] => {
     const names = new Set<string>();
@@ -311,12 +327,15 @@ export async function runServerAuth(
           .bytes();
         // Verify first; only a key whose signature verified is ever reported
         // as the authenticated one (Go CVE-2024-45337).
-        if (
-          key.verify(signed, signature, algorithm) &&
-          await options.publicKey({ ...ctx, key })
-        ) {
-          ok = true;
-          verifiedKey = key;
+        if (key.verify(signed, signature, algorithm)) {
+          const decision = await options.publicKey({ ...ctx, key });
+          if (decision) {
+            ok = true;
+            verifiedKey = key;
+            restrictions = typeof decision === "object"
+              ? decision.restrictions
+              : undefined;
+          }
         }
       }
     } else if (
@@ -372,7 +391,12 @@ export async function runServerAuth(
       lists.some((list) => list.every((m) => done.includes(m)));
     if (complete) {
       send(new Uint8Array([Msg.USERAUTH_SUCCESS]));
-      const result = { username, methods: [...done], key: verifiedKey };
+      const result: ServerAuthResult = {
+        username,
+        methods: [...done],
+        key: verifiedKey,
+        restrictions,
+      };
       hooks.onSuccess?.(result);
       return result;
     }

@@ -25,6 +25,7 @@ import {
   parsePrivateKey,
 } from "../keys/mod.ts";
 import type { PrivateKey, PublicKey } from "../keys/types.ts";
+import { findAuthorizedKey } from "../keys/authorized_key_options.ts";
 import type { AlgorithmPreferences } from "../transport/algorithms.ts";
 import {
   expandHome,
@@ -78,10 +79,11 @@ Options for -o (case-insensitive; "Name=value" or "Name value"):
   AllowUsers "NAME ...", PasswordAuthentication yes|no,
   PubkeyAuthentication yes|no
 
-authorized_keys options: from="..." is enforced; no-port-forwarding,
-no-agent-forwarding, no-X11-forwarding and no-user-rc are accepted (nothing
-is forwarded); a key with any other option (command=, restrict, no-pty,
-environment=, ...) is refused rather than used without its restriction.
+authorized_keys options are enforced: command= (the client's command goes in
+SSH_ORIGINAL_COMMAND), from=, no-pty / restrict / pty, environment=,
+expiry-time=; forwarding options need nothing (nothing is forwarded). A key
+with an unknown or malformed option, or cert-authority / principals=
+(certificates are not supported yet), is refused.
 
 Stops on SIGINT or SIGTERM (exit status 0).
 `;
@@ -320,80 +322,6 @@ async function loadOrCreateHostKey(
   }
 }
 
-/** One authorized_keys option as name and optional value. */
-interface KeyOption {
-  name: string;
-  value?: string;
-}
-
-/**
- * Splits the raw option tokens of an authorized_keys entry
- * (`from="10.0.0.*"`, `no-pty`) into names and unquoted values.
- */
-function splitOptions(options: readonly string[]): KeyOption[] {
-  return options.map((token) => {
-    const eq = token.indexOf("=");
-    if (eq < 0) return { name: token.toLowerCase() };
-    let value = token.slice(eq + 1);
-    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) {
-      value = value.slice(1, -1).replace(/\\"/g, '"');
-    }
-    return { name: token.slice(0, eq).toLowerCase(), value };
-  });
-}
-
-/** Options that need no enforcement because fynx sshd never forwards anything. */
-const HARMLESS_OPTIONS = new Set([
-  "no-port-forwarding",
-  "no-agent-forwarding",
-  "no-x11-forwarding",
-  "no-user-rc",
-]);
-
-function ipv4ToInt(ip: string): number | null {
-  const m = ip.match(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/);
-  if (!m) return null;
-  const parts = m.slice(1).map(Number);
-  if (parts.some((p) => p > 255)) return null;
-  return ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>>
-    0;
-}
-
-function addressMatches(pattern: string, ip: string): boolean {
-  const cidr = pattern.match(/^([\d.]+)\/(\d{1,2})$/);
-  if (cidr) {
-    const net = ipv4ToInt(cidr[1]);
-    const addr = ipv4ToInt(ip);
-    const bits = Number(cidr[2]);
-    if (net === null || addr === null || bits > 32) return false;
-    const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
-    return ((net & mask) >>> 0) === ((addr & mask) >>> 0);
-  }
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")
-    .replace(/\?/g, ".");
-  return new RegExp(`^${re}$`, "i").test(ip);
-}
-
-/** sshd's `from=` rule: a negated match refuses, else any positive match allows. */
-function fromAllows(patterns: string, ip: string): boolean {
-  let ok = false;
-  for (const p of patterns.split(",").map((s) => s.trim()).filter(Boolean)) {
-    if (p.startsWith("!")) {
-      if (addressMatches(p.slice(1), ip)) return false;
-    } else if (addressMatches(p, ip)) {
-      ok = true;
-    }
-  }
-  return ok;
-}
-
-function sameBlob(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
-  return diff === 0;
-}
-
 /** Host part of a `host:port` address (`[v6]:port` or `v6:port` too). */
 function addressHost(remote: string | undefined): string {
   if (!remote) return "";
@@ -514,24 +442,12 @@ export async function sshdCommand(args: string[]): Promise<number> {
       return false;
     }
     const ip = addressHost(remoteAddress);
-    for (const entry of entries) {
-      if (entry.key.type !== key.type || !sameBlob(entry.key.blob, key.blob)) {
-        continue;
-      }
-      let ok = true;
-      for (const opt of splitOptions(entry.options)) {
-        if (HARMLESS_OPTIONS.has(opt.name)) continue;
-        if (opt.name === "from" && opt.value !== undefined) {
-          if (!fromAllows(opt.value, ip)) ok = false;
-          continue;
-        }
-        log(
-          `warning: ${cfg.authorizedKeys}:${entry.line}: option ${opt.name} is not supported; key refused`,
-        );
-        ok = false;
-      }
-      if (ok) return true;
-    }
+    const match = findAuthorizedKey(entries, key, {
+      address: ip,
+      onRefused: (entry, reason) =>
+        log(`${cfg.authorizedKeys}:${entry.line}: ${reason}; key refused`),
+    });
+    if (match) return { restrictions: match.restrictions };
     return false;
   };
 

@@ -6,7 +6,12 @@
  */
 
 import { type PtyProcess, ptySupported, spawnPty } from "./pty.ts";
-import type { ServerSession, SessionRequest } from "./session.ts";
+import type {
+  ServerSession,
+  SessionContext,
+  SessionRequest,
+  SessionRestrictions,
+} from "./session.ts";
 
 /** Options for {@linkcode commandSessionHandler}. */
 export interface CommandSessionHandlerOptions {
@@ -90,7 +95,11 @@ function envAccepted(name: string, patterns: readonly string[]): boolean {
  * - when the child ends, `exit-status` (or `exit-signal`) is sent after all
  *   its output, then EOF and CLOSE;
  * - when the client closes the channel first, the child gets SIGHUP (then
- *   SIGKILL after `killGraceMs`).
+ *   SIGKILL after `killGraceMs`);
+ * - restrictions in `context.auth.restrictions` (from `authorized_keys`
+ *   options) apply: a forced command replaces what the client asked for
+ *   (which goes in `SSH_ORIGINAL_COMMAND`), PTYs can be forbidden, and
+ *   extra environment is set.
  *
  * Subsystems are refused.
  *
@@ -116,7 +125,7 @@ function envAccepted(name: string, patterns: readonly string[]): boolean {
  */
 export function commandSessionHandler(
   options: CommandSessionHandlerOptions = {},
-): (session: ServerSession) => void {
+): (session: ServerSession, context?: SessionContext) => void {
   const shell = options.shell ?? envGet("SHELL") ?? "/bin/sh";
   if (typeof shell !== "string" || shell === "") {
     throw new TypeError(`Invalid shell: ${JSON.stringify(shell)}`);
@@ -124,13 +133,14 @@ export function commandSessionHandler(
   const baseEnv = { ...options.env };
   const acceptEnv = options.acceptEnv ?? ["LANG", "LC_*"];
   const killGraceMs = options.killGraceMs ?? 2000;
-  return (session: ServerSession): void => {
+  return (session: ServerSession, context?: SessionContext): void => {
     new CommandSession(session, {
       shell,
       baseEnv,
       cwd: options.cwd ?? envGet("HOME"),
       acceptEnv,
       killGraceMs,
+      restrictions: context?.auth?.restrictions ?? {},
     });
   };
 }
@@ -141,6 +151,7 @@ interface Settings {
   cwd: string | undefined;
   acceptEnv: readonly string[];
   killGraceMs: number;
+  restrictions: SessionRestrictions;
 }
 
 /** The state of one session run by {@linkcode commandSessionHandler}. */
@@ -162,7 +173,10 @@ class CommandSession {
   #onRequest(req: SessionRequest): boolean {
     switch (req.type) {
       case "pty-req":
-        if (this.#started || this.#pty !== null || !ptySupported()) {
+        if (
+          this.#started || this.#pty !== null || !ptySupported() ||
+          this.#settings.restrictions.pty === false
+        ) {
           return false;
         }
         this.#pty = {
@@ -207,9 +221,15 @@ class CommandSession {
         return true;
       }
       case "exec":
-        return this.#start(["-c", req.command]);
-      case "shell":
-        return this.#start(["-l"]);
+      case "shell": {
+        const forced = this.#settings.restrictions.forceCommand;
+        if (forced !== undefined) {
+          // sshd(8) command=: run it whatever was asked, and say what was.
+          if (req.type === "exec") this.#env.SSH_ORIGINAL_COMMAND = req.command;
+          return this.#start(["-c", forced]);
+        }
+        return this.#start(req.type === "exec" ? ["-c", req.command] : ["-l"]);
+      }
       default:
         return false;
     }
@@ -217,7 +237,11 @@ class CommandSession {
 
   #start(args: string[]): boolean {
     if (this.#started || this.#session.isClosed) return false;
-    const env = { ...this.#settings.baseEnv, ...this.#env };
+    const env = {
+      ...this.#settings.baseEnv,
+      ...this.#env,
+      ...this.#settings.restrictions.environment,
+    };
     try {
       if (this.#pty !== null) {
         const pty = this.#pty;

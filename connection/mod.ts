@@ -19,8 +19,10 @@ export type {
   ExitStatus,
   PtyRequest,
   ServerSession,
+  SessionContext,
   SessionRequest,
   SessionRequestHandler,
+  SessionRestrictions,
   WindowSize,
 } from "./session.ts";
 export {

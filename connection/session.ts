@@ -247,3 +247,29 @@ export interface ExecResult extends ExitStatus {
   /** Everything the command wrote to standard error. */
   stderr: Uint8Array;
 }
+
+/**
+ * Limits a server applies to one authenticated user's sessions, e.g. from
+ * the `authorized_keys` options of the key that logged in.
+ */
+export interface SessionRestrictions {
+  /**
+   * Runs instead of any command or shell the client asks for (sshd
+   * `command=` / `ForceCommand`); the requested command is passed in
+   * `SSH_ORIGINAL_COMMAND`.
+   */
+  forceCommand?: string;
+  /**
+   * Whether `pty-req` may be granted.
+   * @default {true}
+   */
+  pty?: boolean;
+  /** Environment for every command, over anything the client sent. */
+  environment?: Record<string, string>;
+}
+
+/** What a session handler may learn about the connection it serves. */
+export interface SessionContext {
+  /** The authentication outcome, with any restrictions attached to it. */
+  auth?: { restrictions?: SessionRestrictions };
+}
