@@ -34,6 +34,7 @@ import {
   privateParts,
 } from "./private_key.ts";
 import { bcryptPbkdf } from "./_bcrypt_pbkdf.ts";
+import { parsePemPrivateKey } from "./pem.ts";
 import { decodeBase64, encodeBase64, equalBytes } from "./_util.ts";
 import type { KeyType, PrivateKey } from "./types.ts";
 
@@ -46,6 +47,10 @@ const MAX_BODY = 256 * 1024;
 export const MAX_KDF_ROUNDS = 4096;
 /** Longest salt we accept; ssh-keygen writes 16 bytes. */
 const MAX_SALT = 1024;
+/** bcrypt rounds ssh-keygen uses by default (`-a`). */
+const DEFAULT_KDF_ROUNDS = 16;
+/** Private key PEM labels dispatched to keys/pem.ts. */
+const PEM_LABEL_RE = /-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/;
 
 /** Options for {@linkcode parsePrivateKey}. */
 export interface ParsePrivateKeyOptions {
@@ -65,6 +70,19 @@ export interface EncodePrivateKeyOptions {
    * @default {key.publicKey.comment}
    */
   comment?: string;
+  /**
+   * Encrypts the file with this passphrase (bcrypt kdf and aes256-ctr, as
+   * `ssh-keygen -N`); unset or "" writes an unencrypted file.
+   *
+   * @default {undefined}
+   */
+  passphrase?: string;
+  /**
+   * bcrypt kdf rounds for an encrypted file, 1..4096 (`ssh-keygen -a`).
+   *
+   * @default {16}
+   */
+  rounds?: number;
 }
 
 interface Cipher {
@@ -128,7 +146,7 @@ function pemBody(text: string): Uint8Array {
         "unsupported-key-type",
         `Unsupported private key format "${
           other[1]
-        }": only "OPENSSH PRIVATE KEY" files are read (convert with: ssh-keygen -p -f FILE)`,
+        }": only OpenSSH, PKCS#1, SEC1 and PKCS#8 private keys are read`,
       );
     }
     throw new KeyParseError(
@@ -433,12 +451,15 @@ function readRsaSecret(r: SshReader, pub: SshPublicKey): PrivateParts {
  * encrypted (bcrypt kdf with aes128/192/256-ctr, aes128/192/256-cbc,
  * aes128/256-gcm@openssh.com or chacha20-poly1305@openssh.com). The file's
  * comment becomes
- * `publicKey.comment`.
+ * `publicKey.comment`. PEM files are read too: PKCS#1 `RSA PRIVATE KEY`,
+ * SEC1 `EC PRIVATE KEY`, PKCS#8 `PRIVATE KEY` and `ENCRYPTED PRIVATE KEY`,
+ * and legacy `Proc-Type: 4,ENCRYPTED` PEM (as `ssh-keygen -m PEM|PKCS8`
+ * writes), with an empty comment.
  *
  * Errors: {@linkcode KeyParseError} with `code` `"passphrase-required"`,
  * `"wrong-passphrase"`, `"truncated"`, `"unsupported-cipher"` (cipher or
- * kdf), `"unsupported-key-type"` (e.g. DSA, security keys, PEM/PKCS#8
- * files) or `"malformed"`; {@linkcode RangeError} for an RSA key outside
+ * kdf), `"unsupported-key-type"` (e.g. DSA, security keys) or
+ * `"malformed"`; {@linkcode RangeError} for an RSA key outside
  * 2048..16384 bits or more than 4096 bcrypt rounds; {@linkcode TypeError}
  * when `text` is not a string.
  *
@@ -468,6 +489,10 @@ export function parsePrivateKey(
     throw new TypeError(
       "Cannot parse private key: passphrase must be a string",
     );
+  }
+  // PKCS#1, SEC1 and PKCS#8 PEM files are read by keys/pem.ts.
+  if (!text.includes(BEGIN) && PEM_LABEL_RE.test(text.slice(0, 64 * 1024))) {
+    return parsePemPrivateKey(text, passphrase);
   }
   const c = readContainer(pemBody(text));
 
@@ -555,9 +580,11 @@ export function parsePrivateKey(
 }
 
 /**
- * Encodes one of our private keys as an unencrypted OpenSSH private key
- * file (cipher and kdf `none`), the text `ssh-keygen -y -f` reads. Write
- * it with mode 0600. Throws {@linkcode TypeError} for a key that
+ * Encodes one of our private keys as an OpenSSH private key file, the
+ * text `ssh-keygen -y -f` reads: unencrypted (cipher and kdf `none`), or
+ * with `options.passphrase` encrypted as ssh-keygen does (bcrypt kdf with
+ * `options.rounds`, default 16, and aes256-ctr). Write it with mode 0600.
+ * Throws {@linkcode RangeError} for rounds outside 1..4096. Throws {@linkcode TypeError} for a key that
  * {@linkcode parsePrivateKey} or `generatePrivateKey` did not create.
  *
  * @example Write a new host key file's contents
@@ -580,6 +607,21 @@ export function encodePrivateKey(
   if (typeof comment !== "string") {
     throw new TypeError("Cannot encode private key: comment must be a string");
   }
+  const passphrase = options.passphrase ?? "";
+  if (typeof passphrase !== "string") {
+    throw new TypeError(
+      "Cannot encode private key: passphrase must be a string",
+    );
+  }
+  const rounds = options.rounds ?? DEFAULT_KDF_ROUNDS;
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > MAX_KDF_ROUNDS) {
+    throw new RangeError(
+      `Cannot encode private key: rounds ${rounds} outside 1..${MAX_KDF_ROUNDS}`,
+    );
+  }
+  const encrypt = passphrase !== "";
+  const cipherName = encrypt ? "aes256-ctr" : "none";
+  const cipher = CIPHERS.get(cipherName)!;
   const check = new Uint32Array(1);
   getRandomValues(check);
   const w = new SshWriter(pub.blob.length * 3 + 256);
@@ -600,16 +642,37 @@ export function encodePrivateKey(
     throw new TypeError("Cannot encode private key: inconsistent key");
   }
   w.string(comment);
-  for (let i = 1; w.length % 8 !== 0; i++) w.byte(i);
+  // PROTOCOL.key: pad with 1, 2, 3, ... to the cipher's block size.
+  for (let i = 1; w.length % cipher.blockSize !== 0; i++) w.byte(i);
   const section = w.bytes();
-  const file = new SshWriter(section.length + pub.blob.length + 64)
+  let kdfName = "none";
+  let kdfOptions: Uint8Array = new Uint8Array(0);
+  let encrypted: Uint8Array = section;
+  if (encrypt) {
+    // As ssh-keygen: 16 random salt bytes, key and IV from bcrypt_pbkdf.
+    const salt = getRandomValues(new Uint8Array(16));
+    kdfName = "bcrypt";
+    kdfOptions = new SshWriter(32).string(salt).uint32(rounds).bytes();
+    const derived = bcryptPbkdf(
+      new TextEncoder().encode(passphrase),
+      salt,
+      rounds,
+      cipher.keyLength + cipher.ivLength,
+    );
+    encrypted = ctr(
+      derived.subarray(0, cipher.keyLength),
+      derived.subarray(cipher.keyLength),
+    ).encrypt(section);
+    derived.fill(0);
+  }
+  const file = new SshWriter(section.length + pub.blob.length + 128)
     .raw(MAGIC)
-    .string("none")
-    .string("none")
-    .string(new Uint8Array(0))
+    .string(cipherName)
+    .string(kdfName)
+    .string(kdfOptions)
     .uint32(1)
     .string(pub.blob)
-    .string(section)
+    .string(encrypted)
     .bytes();
   section.fill(0);
   const b64 = encodeBase64(file);

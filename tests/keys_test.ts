@@ -434,7 +434,7 @@ Deno.test("parsePrivateKey: distinct errors for bad files", async () => {
         ),
       "malformed",
     );
-    // PEM (PKCS#1) RSA files are another format.
+    // PEM (PKCS#1) RSA files are read too (keys/pem.ts).
     await keygen([
       "-q",
       "-t",
@@ -449,7 +449,18 @@ Deno.test("parsePrivateKey: distinct errors for bad files", async () => {
       `${dir}/pem`,
     ]);
     const pemText = await Deno.readTextFile(`${dir}/pem`);
-    assertCode(() => parsePrivateKey(pemText), "unsupported-key-type");
+    assert.equal(
+      parsePrivateKey(pemText).publicKey.fingerprint(),
+      parsePublicKeyText(await Deno.readTextFile(`${dir}/pem.pub`))
+        .fingerprint(),
+    );
+    assertCode(
+      () =>
+        parsePrivateKey(
+          "-----BEGIN DSA PRIVATE KEY-----\nAAAA\n-----END DSA PRIVATE KEY-----\n",
+        ),
+      "unsupported-key-type",
+    );
     assert.throws(
       // deno-lint-ignore no-explicit-any
       () => parsePrivateKey(42 as any),
