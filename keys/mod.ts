@@ -41,3 +41,24 @@ export {
   parseAuthorizedKeys,
   type ParseAuthorizedKeysOptions,
 } from "./authorized_keys.ts";
+export {
+  type FingerprintHash,
+  fingerprintMd5,
+  fingerprintSha256,
+  randomart,
+  type RandomartOptions,
+} from "./fingerprint.ts";
+export { parsePublicKeyPem } from "./pem.ts";
+export { parsePublicKeyAny, parsePublicKeyRfc4716 } from "./rfc4716.ts";
+export {
+  type AddKnownHostOptions,
+  formatHostPort,
+  hashHostname,
+  type KnownHostKey,
+  KnownHosts,
+  type KnownHostsEntry,
+  type KnownHostsLookup,
+  type KnownHostsMarker,
+  type KnownHostsRemoval,
+  type ParseKnownHostsOptions,
+} from "./known_hosts.ts";
