@@ -430,8 +430,21 @@ for (const name of KEX_NAMES) {
       assert.deepEqual(r.sharedSecret, s.sharedSecret);
       assert.deepEqual(r.peerEncoded, s.publicEncoded);
       assert.deepEqual(s.peerEncoded, c.publicEncoded);
-      checkMpint(s.sharedSecret);
-      if (name.startsWith("diffie-hellman")) {
+      const hybrid = name.startsWith("mlkem") || name.startsWith("sntrup");
+      if (hybrid) {
+        // The hybrids encode K as a string, not an mpint (OpenSSH
+        // PROTOCOL, draft-ietf-sshm-mlkem-hybrid-kex section 2.4); their
+        // sizes are checked in pq_kex_test.ts.
+        assert.equal(
+          new SshReader(s.sharedSecret).string().length,
+          name.startsWith("mlkem") ? 32 : 64,
+        );
+      } else {
+        checkMpint(s.sharedSecret);
+      }
+      if (hybrid) {
+        // Covered above.
+      } else if (name.startsWith("diffie-hellman")) {
         checkMpint(c.publicEncoded);
         checkMpint(s.publicEncoded);
       } else {
@@ -464,8 +477,14 @@ Deno.test("kexMethod, KEX_NAMES and DEFAULT_KEX", () => {
     "ecdh-sha2-nistp256",
     "ecdh-sha2-nistp384",
     "ecdh-sha2-nistp521",
+    "mlkem768x25519-sha256",
+    "sntrup761x25519-sha512",
+    "sntrup761x25519-sha512@openssh.com",
   ]);
   assert.deepEqual(DEFAULT_KEX, [
+    "mlkem768x25519-sha256",
+    "sntrup761x25519-sha512",
+    "sntrup761x25519-sha512@openssh.com",
     "curve25519-sha256",
     "curve25519-sha256@libssh.org",
     "diffie-hellman-group16-sha512",
@@ -482,6 +501,9 @@ Deno.test("kexMethod, KEX_NAMES and DEFAULT_KEX", () => {
     "diffie-hellman-group14-sha256": "sha256",
     "diffie-hellman-group16-sha512": "sha512",
     "diffie-hellman-group18-sha512": "sha512",
+    "mlkem768x25519-sha256": "sha256",
+    "sntrup761x25519-sha512": "sha512",
+    "sntrup761x25519-sha512@openssh.com": "sha512",
   };
   for (const n of KEX_NAMES) assert.equal(kexMethod(n).hash, hashes[n]);
   assert.throws(() => kexMethod("diffie-hellman-group1-sha1"), TypeError);

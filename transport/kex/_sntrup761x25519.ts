@@ -1,0 +1,494 @@
+/**
+ * `sntrup761x25519-sha512@openssh.com` and `sntrup761x25519-sha512`
+ * (OpenSSH 8.5+; draft-josefsson-ntruprime-ssh): Streamlined NTRU Prime
+ * sntrup761 + X25519, combined as in `./_mlkem768x25519.ts` with SHA-512:
+ * `C_INIT = pk (1158) || X25519 (32)`, `S_REPLY = ct (1039) || X25519 (32)`,
+ * `K = string(SHA-512(sntrup_ss || x25519_ss))`.
+ *
+ * sntrup761 is written here from the NTRU Prime round 3 specification
+ * ("NTRU Prime: round 3", 2020, sections 3 and 4: parameters p = 761,
+ * q = 4591, w = 286; Core, Encode/Decode, Hash with one-byte prefixes, the
+ * KEM with implicit rejection). No audited JavaScript sntrup761 exists to
+ * reuse. JavaScript gives no constant-time guarantees; the secret-dependent
+ * steps (inversion, decryption, ciphertext comparison) still avoid
+ * data-dependent branches where the arithmetic allows, as the reference does.
+ *
+ * @module
+ */
+import { createHash, randomFillSync } from "node:crypto";
+import type { KexMethod } from "./types.ts";
+import { hybridKemMethod, type Kem } from "./_mlkem768x25519.ts";
+
+const P = 761;
+const Q = 4591;
+const W = 286;
+const Q12 = (Q - 1) / 2;
+/** Small_bytes: four coefficients in {-1,0,1} per byte (p mod 4 = 1). */
+const SMALL_BYTES = (P + 3) >> 2; // 191
+const RQ_BYTES = 1158;
+const ROUNDED_BYTES = 1007;
+const HASH_BYTES = 32;
+/** Public key, ciphertext (Rounded || confirmation hash), secret key. */
+export const SNTRUP761_PUBLIC_KEY_BYTES = RQ_BYTES;
+/** Ciphertext length: Rounded encoding plus the 32-byte confirmation hash. */
+export const SNTRUP761_CIPHERTEXT_BYTES = ROUNDED_BYTES + HASH_BYTES; // 1039
+/** Secret key: f, 1/g mod 3, pk, rho, Hash4(pk). */
+export const SNTRUP761_SECRET_KEY_BYTES = 2 * SMALL_BYTES + RQ_BYTES +
+  SMALL_BYTES + HASH_BYTES; // 1763
+
+/** Source of random bytes; tests pass a deterministic one. */
+export type RandomBytes = (n: number) => Uint8Array;
+
+const systemRandom: RandomBytes = (n) => randomFillSync(new Uint8Array(n));
+
+// ----- arithmetic (branch-free on the values) -----
+
+// The freezes subtract the nearest multiple of the modulus. For an integer
+// |x| < 2^31 and an odd modulus, x/m is never exactly halfway between two
+// integers, so Math.round (a float operation, no data-dependent branch)
+// gives the centred representative; it is several times faster than `%`
+// plus a sign fix-up in V8.
+
+/** x mod 3 in {-1,0,1}; x an integer with |x| < 2^31. */
+function f3Freeze(x: number): number {
+  return x - 3 * Math.round(x / 3);
+}
+
+/** x mod q in [-q12, q12]; x an integer with |x| < 2^31. */
+function fqFreeze(x: number): number {
+  return x - Q * Math.round(x / Q);
+}
+
+/** a^(q-2) mod q: the inverse of a nonzero a in F_q. */
+function fqRecip(a: number): number {
+  let r = 1;
+  let base = fqFreeze(a);
+  for (let e = Q - 2; e > 0; e >>= 1) {
+    if (e & 1) r = fqFreeze(r * base);
+    base = fqFreeze(base * base);
+  }
+  return r;
+}
+
+/** -1 if x != 0, else 0 (x a 32-bit integer). */
+function nonzeroMask(x: number): number {
+  return (x | -x) >> 31;
+}
+
+/** -1 if x < 0, else 0. */
+function negativeMask(x: number): number {
+  return x >> 31;
+}
+
+/**
+ * Product of f (any coefficients) and small g in Z[x]/(x^p - x - 1), with
+ * `freeze` applied at the end. Sums stay below 2^31: 761 * 2295 * 1.
+ */
+function multSmall(
+  f: Int32Array | Int8Array,
+  g: Int8Array,
+  freeze: (x: number) => number,
+): Int32Array {
+  const fg = new Int32Array(2 * P - 1);
+  for (let i = 0; i < P; i++) {
+    const fi = f[i];
+    for (let j = 0; j < P; j++) fg[i + j] += fi * g[j];
+  }
+  // x^p = x + 1: fold each high coefficient into positions i-p and i-p+1.
+  for (let i = 2 * P - 2; i >= P; i--) {
+    fg[i - P] += fg[i];
+    fg[i - P + 1] += fg[i];
+  }
+  const h = new Int32Array(P);
+  for (let i = 0; i < P; i++) h[i] = freeze(fg[i]);
+  return h;
+}
+
+/**
+ * One constant-shape divstep loop shared by both inversions (specification
+ * section 3.4, "reciprocal"; Bernstein-Yang): f starts as x^p - x - 1
+ * reversed, g as the input reversed; 2p-1 steps, each a conditional
+ * (masked) swap, an elimination of g's constant term, and a shift of g
+ * down and of v up. Over F_3 (f0, g0 in {-1,0,1}) the elimination is
+ * g - g0*f0*f; over F_q it is the division-free f0*g - g0*f. Returns
+ * (f0, v, delta); the input is invertible exactly when delta ends at 0.
+ */
+function divsteps(
+  input: Int8Array,
+  r0: number,
+  mod3: boolean,
+): { f0: number; v: Int32Array; delta: number } {
+  // One function with a public flag rather than a callback: V8 inlines the
+  // freezes only when the call site stays monomorphic.
+  const eliminate = mod3
+    ? (a: number, b: number, f0: number, g0: number) =>
+      f3Freeze(a - g0 * f0 * b)
+    : (a: number, b: number, f0: number, g0: number) =>
+      fqFreeze(f0 * a - g0 * b);
+  const f = new Int32Array(P + 1);
+  const g = new Int32Array(P + 1);
+  const v = new Int32Array(P + 1);
+  const r = new Int32Array(P + 1);
+  r[0] = r0;
+  f[0] = 1;
+  f[P - 1] = f[P] = -1;
+  for (let i = 0; i < P; i++) g[P - 1 - i] = input[i];
+  let delta = 1;
+  for (let loop = 0; loop < 2 * P - 1; loop++) {
+    v.copyWithin(1, 0, P);
+    v[0] = 0;
+    const swap = negativeMask(-delta) & nonzeroMask(g[0]);
+    delta ^= swap & (delta ^ -delta);
+    delta += 1;
+    const t0 = swap & (f[0] ^ g[0]);
+    const f0 = f[0] ^ t0;
+    const g0 = g[0] ^ t0;
+    f[0] = f0;
+    {
+      const t = swap & (v[0] ^ r[0]);
+      const nv = v[0] ^ t;
+      v[0] = nv;
+      r[0] = eliminate(r[0] ^ t, nv, f0, g0);
+    }
+    // Fused: masked swap, elimination, and g's shift by one position
+    // (the eliminated constant term of g is zero and is dropped).
+    for (let i = 1; i <= P; i++) {
+      const fi = f[i];
+      const gi = g[i];
+      const t = swap & (fi ^ gi);
+      const nf = fi ^ t;
+      f[i] = nf;
+      g[i - 1] = eliminate(gi ^ t, nf, f0, g0);
+      const vi = v[i];
+      const ri = r[i];
+      const u = swap & (vi ^ ri);
+      const nv = vi ^ u;
+      v[i] = nv;
+      r[i] = eliminate(ri ^ u, nv, f0, g0);
+    }
+    g[P] = 0;
+  }
+  return { f0: f[0], v, delta };
+}
+
+/** 1/in in R/3; null if `in` is not invertible mod 3. */
+function r3Recip(input: Int8Array): Int8Array | null {
+  const { f0, v, delta } = divsteps(input, 1, true);
+  const out = new Int8Array(P);
+  for (let i = 0; i < P; i++) out[i] = f0 * v[P - 1 - i];
+  return nonzeroMask(delta) === 0 ? out : null;
+}
+
+/** 1/(3*in) in R/q; exists for every short `in` (x^p-x-1 is irreducible mod q). */
+function rqRecip3(input: Int8Array): Int32Array | null {
+  const { f0, v, delta } = divsteps(input, fqRecip(3), false);
+  const scale = fqRecip(f0);
+  const out = new Int32Array(P);
+  for (let i = 0; i < P; i++) out[i] = fqFreeze(scale * v[P - 1 - i]);
+  return nonzeroMask(delta) === 0 ? out : null;
+}
+
+// ----- Encode / Decode (specification section 4.2) -----
+
+/** Encodes 0 <= R[i] < M[i] < 16384 into `out` (pushes bytes). */
+function encode(out: number[], R: number[], M: number[]): void {
+  const len = R.length;
+  if (len === 1) {
+    let r = R[0];
+    let m = M[0];
+    while (m > 1) {
+      out.push(r & 0xff);
+      r >>>= 8;
+      m = (m + 255) >>> 8;
+    }
+    return;
+  }
+  const R2: number[] = [];
+  const M2: number[] = [];
+  let i = 0;
+  for (; i < len - 1; i += 2) {
+    const m0 = M[i];
+    let r = R[i] + R[i + 1] * m0;
+    let m = M[i + 1] * m0;
+    while (m >= 16384) {
+      out.push(r & 0xff);
+      r >>>= 8;
+      m = (m + 255) >>> 8;
+    }
+    R2.push(r);
+    M2.push(m);
+  }
+  if (i < len) {
+    R2.push(R[i]);
+    M2.push(M[i]);
+  }
+  encode(out, R2, M2);
+}
+
+/**
+ * Decodes `len = M.length` values from `s` starting at `pos`, returning
+ * 0 <= R[i] < M[i]. Inputs not produced by {@linkcode encode} still decode
+ * to in-range values (the specification's behaviour).
+ */
+function decode(s: Uint8Array, pos: number, M: number[]): number[] {
+  const len = M.length;
+  if (len === 1) {
+    if (M[0] === 1) return [0];
+    if (M[0] <= 256) return [s[pos] % M[0]];
+    return [(s[pos] + (s[pos + 1] << 8)) % M[0]];
+  }
+  const M2: number[] = [];
+  const bottomr: number[] = [];
+  const bottomt: number[] = [];
+  let i = 0;
+  for (; i < len - 1; i += 2) {
+    const m = M[i] * M[i + 1];
+    if (m > 256 * 16383) {
+      bottomt.push(65536);
+      bottomr.push(s[pos] + 256 * s[pos + 1]);
+      pos += 2;
+      M2.push((((m + 255) >>> 8) + 255) >>> 8);
+    } else if (m >= 16384) {
+      bottomt.push(256);
+      bottomr.push(s[pos]);
+      pos += 1;
+      M2.push((m + 255) >>> 8);
+    } else {
+      bottomt.push(1);
+      bottomr.push(0);
+      M2.push(m);
+    }
+  }
+  if (i < len) M2.push(M[i]);
+  const R2 = decode(s, pos, M2);
+  const out: number[] = [];
+  for (i = 0; i < len - 1; i += 2) {
+    const r = bottomr[i >> 1] + bottomt[i >> 1] * R2[i >> 1];
+    out.push(r % M[i]);
+    out.push(Math.floor(r / M[i]) % M[i + 1]);
+  }
+  if (i < len) out.push(R2[i >> 1]);
+  return out;
+}
+
+function rqEncode(h: Int32Array): Uint8Array {
+  const out: number[] = [];
+  encode(out, Array.from(h, (x) => x + Q12), new Array(P).fill(Q));
+  return Uint8Array.from(out);
+}
+
+function rqDecode(s: Uint8Array): Int32Array {
+  const R = decode(s, 0, new Array(P).fill(Q));
+  return Int32Array.from(R, (x) => x - Q12);
+}
+
+function roundedEncode(c: Int32Array): Uint8Array {
+  const out: number[] = [];
+  // (x + q12) / 3 for x a multiple of 3 offset by q12, as 10923/2^15 ~ 1/3.
+  encode(
+    out,
+    Array.from(c, (x) => ((x + Q12) * 10923) >>> 15),
+    new Array(P).fill((Q + 2) / 3),
+  );
+  return Uint8Array.from(out);
+}
+
+function roundedDecode(s: Uint8Array): Int32Array {
+  const R = decode(s, 0, new Array(P).fill((Q + 2) / 3));
+  return Int32Array.from(R, (x) => x * 3 - Q12);
+}
+
+function smallEncode(f: Int8Array): Uint8Array {
+  const s = new Uint8Array(SMALL_BYTES);
+  for (let i = 0; i < P; i++) s[i >> 2] |= (f[i] + 1) << ((i & 3) * 2);
+  return s;
+}
+
+function smallDecode(s: Uint8Array): Int8Array {
+  const f = new Int8Array(P);
+  for (let i = 0; i < P; i++) f[i] = ((s[i >> 2] >> ((i & 3) * 2)) & 3) - 1;
+  return f;
+}
+
+// ----- hashing and randomness -----
+
+/** First 32 bytes of SHA-512(b || in...) (specification: Hash_b). */
+function hashPrefix(b: number, ...parts: Uint8Array[]): Uint8Array {
+  const h = createHash("sha512").update(new Uint8Array([b]));
+  for (const part of parts) h.update(part);
+  return new Uint8Array(h.digest()).subarray(0, HASH_BYTES);
+}
+
+/** p little-endian 32-bit words, one 4-byte draw each (as the reference's urandom32). */
+function random32(random: RandomBytes): Uint32Array {
+  const out = new Uint32Array(P);
+  for (let i = 0; i < P; i++) {
+    const c = random(4);
+    out[i] = (c[0] | (c[1] << 8) | (c[2] << 16) | (c[3] << 24)) >>> 0;
+  }
+  return out;
+}
+
+/** A random short polynomial: exactly w nonzero coefficients in {-1,1}. */
+function shortRandom(random: RandomBytes): Int8Array {
+  const L = random32(random);
+  for (let i = 0; i < W; i++) L[i] &= ~1 >>> 0;
+  for (let i = W; i < P; i++) L[i] = ((L[i] & ~3) | 1) >>> 0;
+  L.sort();
+  const out = new Int8Array(P);
+  for (let i = 0; i < P; i++) out[i] = (L[i] & 3) - 1;
+  return out;
+}
+
+function smallRandom(random: RandomBytes): Int8Array {
+  const L = random32(random);
+  const out = new Int8Array(P);
+  for (let i = 0; i < P; i++) {
+    out[i] = Math.floor(((L[i] & 0x3fffffff) * 3) / 0x40000000) - 1;
+  }
+  return out;
+}
+
+// ----- the KEM -----
+
+/** (r_enc, ciphertext || confirm) for input r (the specification's Hide). */
+function hide(
+  r: Int8Array,
+  pk: Uint8Array,
+  cache: Uint8Array,
+): { rEnc: Uint8Array; c: Uint8Array } {
+  const rEnc = smallEncode(r);
+  const h = rqDecode(pk);
+  const hr = multSmall(h, r, fqFreeze);
+  // Round: nearest multiple of 3.
+  for (let i = 0; i < P; i++) hr[i] -= f3Freeze(hr[i]);
+  const c = new Uint8Array(SNTRUP761_CIPHERTEXT_BYTES);
+  c.set(roundedEncode(hr));
+  c.set(hashPrefix(2, hashPrefix(3, rEnc), cache), ROUNDED_BYTES);
+  return { rEnc, c };
+}
+
+/** Session key Hash_b(Hash3(r_enc) || c). */
+function hashSession(b: number, rEnc: Uint8Array, c: Uint8Array): Uint8Array {
+  return hashPrefix(b, hashPrefix(3, rEnc), c);
+}
+
+/** Makes an sntrup761 key pair (1158-byte public, 1763-byte secret key). */
+export function sntrup761Keypair(
+  random: RandomBytes = systemRandom,
+): { publicKey: Uint8Array; secretKey: Uint8Array } {
+  let g: Int8Array;
+  let ginv: Int8Array | null;
+  do {
+    g = smallRandom(random);
+    ginv = r3Recip(g);
+  } while (ginv === null);
+  const f = shortRandom(random);
+  const finv = rqRecip3(f);
+  if (finv === null) throw new Error("sntrup761: 3f is not invertible mod q");
+  const h = multSmall(finv, g, fqFreeze);
+  const publicKey = rqEncode(h);
+  const secretKey = new Uint8Array(SNTRUP761_SECRET_KEY_BYTES);
+  secretKey.set(smallEncode(f), 0);
+  secretKey.set(smallEncode(ginv), SMALL_BYTES);
+  secretKey.set(publicKey, 2 * SMALL_BYTES);
+  secretKey.set(random(SMALL_BYTES), 2 * SMALL_BYTES + RQ_BYTES);
+  secretKey.set(hashPrefix(4, publicKey), 3 * SMALL_BYTES + RQ_BYTES);
+  f.fill(0);
+  g.fill(0);
+  ginv.fill(0);
+  return { publicKey, secretKey };
+}
+
+/** Encapsulates to a 1158-byte public key: 1039-byte ciphertext, 32-byte secret. */
+export function sntrup761Encapsulate(
+  publicKey: Uint8Array,
+  random: RandomBytes = systemRandom,
+): { cipherText: Uint8Array; sharedSecret: Uint8Array } {
+  if (publicKey.length !== RQ_BYTES) {
+    throw new RangeError(
+      `Invalid sntrup761 public key: expected ${RQ_BYTES} bytes, got ${publicKey.length}`,
+    );
+  }
+  const cache = hashPrefix(4, publicKey);
+  const r = shortRandom(random);
+  const { rEnc, c } = hide(r, publicKey, cache);
+  const sharedSecret = hashSession(1, rEnc, c);
+  r.fill(0);
+  rEnc.fill(0);
+  return { cipherText: c, sharedSecret };
+}
+
+/**
+ * Decapsulates; a ciphertext that does not re-encrypt to itself yields
+ * Hash0(Hash3(rho) || c) instead (implicit rejection), never an error.
+ */
+export function sntrup761Decapsulate(
+  cipherText: Uint8Array,
+  secretKey: Uint8Array,
+): Uint8Array {
+  if (cipherText.length !== SNTRUP761_CIPHERTEXT_BYTES) {
+    throw new RangeError(
+      `Invalid sntrup761 ciphertext: expected ${SNTRUP761_CIPHERTEXT_BYTES} bytes, got ${cipherText.length}`,
+    );
+  }
+  if (secretKey.length !== SNTRUP761_SECRET_KEY_BYTES) {
+    throw new RangeError(
+      `Invalid sntrup761 secret key: expected ${SNTRUP761_SECRET_KEY_BYTES} bytes, got ${secretKey.length}`,
+    );
+  }
+  const f = smallDecode(secretKey.subarray(0, SMALL_BYTES));
+  const ginv = smallDecode(secretKey.subarray(SMALL_BYTES, 2 * SMALL_BYTES));
+  const pk = secretKey.subarray(2 * SMALL_BYTES, 2 * SMALL_BYTES + RQ_BYTES);
+  const rho = secretKey.subarray(
+    2 * SMALL_BYTES + RQ_BYTES,
+    3 * SMALL_BYTES + RQ_BYTES,
+  );
+  const cache = secretKey.subarray(3 * SMALL_BYTES + RQ_BYTES);
+  // Decrypt: e = 3*f*c mod q, lifted and reduced mod 3, times 1/g.
+  const c = roundedDecode(cipherText.subarray(0, ROUNDED_BYTES));
+  const cf = multSmall(c, f, fqFreeze);
+  const e = new Int8Array(P);
+  for (let i = 0; i < P; i++) e[i] = f3Freeze(fqFreeze(3 * cf[i]));
+  const ev = multSmall(e, ginv, f3Freeze);
+  let weight = 0;
+  for (let i = 0; i < P; i++) weight += ev[i] & 1;
+  const bad = nonzeroMask(weight - W); // -1 unless weight is w
+  // On a wrong weight use the fixed (1,...,1,0,...,0) of weight w instead.
+  const r = new Int8Array(P);
+  for (let i = 0; i < W; i++) r[i] = ((ev[i] ^ 1) & ~bad) ^ 1;
+  for (let i = W; i < P; i++) r[i] = ev[i] & ~bad;
+  const { rEnc, c: cnew } = hide(r, pk, cache);
+  let diff = 0;
+  for (let i = 0; i < SNTRUP761_CIPHERTEXT_BYTES; i++) {
+    diff |= cipherText[i] ^ cnew[i];
+  }
+  const mask = nonzeroMask(diff); // -1 on mismatch
+  for (let i = 0; i < SMALL_BYTES; i++) {
+    rEnc[i] ^= mask & (rEnc[i] ^ rho[i]);
+  }
+  const k = hashSession(1 + mask, rEnc, cipherText);
+  f.fill(0);
+  ginv.fill(0);
+  r.fill(0);
+  rEnc.fill(0);
+  return k;
+}
+
+/** sntrup761 in the shape the hybrid construction uses. */
+export const SNTRUP761: Kem = {
+  name: "sntrup761",
+  publicKeyBytes: SNTRUP761_PUBLIC_KEY_BYTES,
+  cipherTextBytes: SNTRUP761_CIPHERTEXT_BYTES,
+  keygen: () => sntrup761Keypair(),
+  encapsulate: (publicKey) => sntrup761Encapsulate(publicKey),
+  decapsulate: (cipherText, secretKey) =>
+    sntrup761Decapsulate(cipherText, secretKey),
+};
+
+/** Builds `sntrup761x25519-sha512@openssh.com` or its draft name `sntrup761x25519-sha512`. */
+export function sntrup761x25519Method(
+  name: "sntrup761x25519-sha512@openssh.com" | "sntrup761x25519-sha512",
+): KexMethod {
+  return hybridKemMethod(name, "sha512", SNTRUP761);
+}
