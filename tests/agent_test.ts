@@ -1,0 +1,487 @@
+/**
+ * ssh-agent client tests: against a real OpenSSH `ssh-agent` (keys made by
+ * `ssh-keygen`, added and checked with `ssh-add`), and against a fake agent
+ * on our own Unix socket that sends hostile replies.
+ */
+import assert from "node:assert/strict";
+import {
+  AgentClient,
+  AgentError,
+  type AgentSigner,
+  agentSigner,
+} from "../agent/mod.ts";
+import { generatePrivateKey, parsePrivateKey } from "../keys/mod.ts";
+import type { PublicKey } from "../keys/types.ts";
+import type { Signer } from "../auth/client.ts";
+import { SshWriter } from "../wire/writer.ts";
+import { SshReader } from "../wire/reader.ts";
+import { connectPair } from "./_helpers.ts";
+import {
+  type CommandDuplex,
+  commandDuplex,
+  memoryDuplexPair,
+} from "../transport/duplex.ts";
+
+const SSH_AGENT = "/usr/bin/ssh-agent";
+const SSH_ADD = "/usr/bin/ssh-add";
+const SSH_KEYGEN = "/usr/bin/ssh-keygen";
+
+function executable(path: string): boolean {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
+const noOpenSsh = Deno.build.os !== "linux" ||
+  ![SSH_AGENT, SSH_ADD, SSH_KEYGEN].every(executable);
+
+async function run(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(cmd, {
+    args,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    stderr: dec.decode(out.stderr),
+  };
+}
+
+async function mustRun(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<string> {
+  const r = await run(cmd, args, env);
+  if (r.code !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderr}`);
+  }
+  return r.stdout;
+}
+
+async function waitForSocket(path: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      if (Deno.statSync(path).isSocket) return;
+    } catch {
+      // not there yet
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`ssh-agent socket ${path} did not appear`);
+}
+
+const data = new TextEncoder().encode("session id and request");
+
+Deno.test({
+  name: "AgentClient works against OpenSSH ssh-agent",
+  ignore: noOpenSsh,
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "fynx-agent-" });
+    const sock = `${dir}/agent.sock`;
+    const env = { SSH_AUTH_SOCK: sock, SSH_ASKPASS: "/bin/false" };
+    const agentProc = new Deno.Command(SSH_AGENT, {
+      args: ["-D", "-a", sock],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    let agent: AgentClient | null = null;
+    let bridge: CommandDuplex | null = null;
+    try {
+      await waitForSocket(sock);
+      // Keys made by ssh-keygen; the ed25519 one also gets a certificate,
+      // which ssh-add loads too and which we must skip, not fail on.
+      const specs = [
+        ["ed25519", ["-t", "ed25519"]],
+        ["ecdsa", ["-t", "ecdsa", "-b", "256"]],
+        ["rsa", ["-t", "rsa", "-b", "3072"]],
+      ] as const;
+      for (const [name, args] of specs) {
+        await mustRun(SSH_KEYGEN, [
+          ...args,
+          "-q",
+          "-N",
+          "",
+          "-C",
+          `${name}-comment`,
+          "-f",
+          `${dir}/${name}`,
+        ]);
+      }
+      await mustRun(SSH_KEYGEN, [
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        `${dir}/ca`,
+      ]);
+      await mustRun(SSH_KEYGEN, [
+        "-q",
+        "-s",
+        `${dir}/ca`,
+        "-I",
+        "cert-id",
+        "-n",
+        "someone",
+        `${dir}/ed25519.pub`,
+      ]);
+      for (const [name] of specs) {
+        await mustRun(SSH_ADD, ["-q", `${dir}/${name}`], env);
+      }
+
+      const agentFingerprints = async (): Promise<string[]> => {
+        const r = await run(SSH_ADD, ["-l", "-E", "sha256"], env);
+        if (r.code === 1) return []; // "The agent has no identities."
+        assert.equal(r.code, 0, r.stderr);
+        return r.stdout.trim().split("\n").map((l) => l.split(" ")[1]);
+      };
+
+      // Deno needs `--allow-net=unix:<path>` for a Unix socket, which the
+      // `test` permission set cannot name ahead of time: go through a child
+      // that has exactly that permission (see tests/_agent_bridge.ts).
+      bridge = commandDuplex(Deno.execPath(), [
+        "run",
+        "--quiet",
+        "--no-config",
+        `--allow-net=unix:${sock}`,
+        `--allow-read=${sock}`,
+        `--allow-write=${sock}`,
+        new URL("./_agent_bridge.ts", import.meta.url).pathname,
+        sock,
+      ], { stderr: "inherit" });
+      agent = new AgentClient(bridge);
+      const client = agent;
+      let ids: { key: PublicKey; comment: string }[] = [];
+
+      await t.step("listIdentities matches ssh-add -l", async () => {
+        const listed = await agentFingerprints();
+        assert.equal(listed.length, 4, "three keys and one certificate");
+        ids = await client.listIdentities();
+        assert.equal(ids.length, 3, "the certificate is skipped");
+        assert.deepEqual(
+          ids.map((i) => i.key.fingerprint()).sort(),
+          [...new Set(listed)].sort(),
+        );
+        assert.deepEqual(
+          ids.map((i) => i.comment).sort(),
+          ["ecdsa-comment", "ed25519-comment", "rsa-comment"],
+        );
+        assert.deepEqual(
+          ids.map((i) => i.key.type).sort(),
+          ["ecdsa-sha2-nistp256", "ssh-ed25519", "ssh-rsa"],
+        );
+      });
+
+      await t.step("sign with every key and RSA SHA-2 flag", async () => {
+        for (const { key } of ids) {
+          for (const alg of [undefined, ...key.signatureAlgorithms]) {
+            const sig = await client.sign(key, data, alg);
+            const used = alg ?? key.signatureAlgorithms[0];
+            assert.ok(key.verify(data, sig, used), `${key.type} ${used}`);
+            assert.equal(
+              new SshReader(sig).utf8(),
+              used,
+              "algorithm in the blob",
+            );
+          }
+        }
+        const rsa = ids.find((i) => i.key.type === "ssh-rsa")!;
+        await assert.rejects(
+          () => client.sign(rsa.key, data, "ssh-rsa"),
+          TypeError,
+        );
+        const big = new Uint8Array(300 * 1024);
+        await assert.rejects(() => client.sign(rsa.key, big), RangeError);
+      });
+
+      await t.step("agentSigner fits the auth Signer interface", async () => {
+        for (const id of ids) {
+          const signer: AgentSigner = agentSigner(client, id);
+          const asAuth: Signer = signer;
+          const sig = await asAuth.sign(data);
+          assert.ok(
+            id.key.verify(data, sig, id.key.signatureAlgorithms[0]),
+          );
+          assert.equal(agentSigner(client, id.key).publicKey, id.key);
+        }
+      });
+
+      await t.step("publickey auth to our server via agentSigner", async () => {
+        for (const id of ids) {
+          const pair = await connectPair({
+            password: undefined,
+            publicKey: ({ key }) => key.fingerprint() === id.key.fingerprint(),
+          }, { password: undefined, privateKeys: [agentSigner(client, id)] });
+          assert.equal(
+            pair.server.info.auth?.key?.fingerprint(),
+            id.key.fingerprint(),
+          );
+          await pair.close();
+        }
+      });
+
+      const direct = Deno.permissions.querySync({
+        name: "net",
+        host: `unix:${sock}`,
+      }).state === "granted";
+      await t.step({
+        name: "connect() over the Unix socket (needs unix: net access)",
+        ignore: !direct,
+        fn: async () => {
+          const viaSocket = await AgentClient.connect(sock);
+          try {
+            assert.equal((await viaSocket.listIdentities()).length, 3);
+          } finally {
+            viaSocket.close();
+          }
+        },
+      });
+
+      await t.step("lock and unlock", async () => {
+        await client.lock("open sesame");
+        assert.deepEqual(await client.listIdentities(), []);
+        await assert.rejects(() => client.sign(ids[0].key, data), AgentError);
+        await assert.rejects(() => client.unlock("wrong"), AgentError);
+        await client.unlock("open sesame");
+        assert.equal((await client.listIdentities()).length, 3);
+      });
+
+      await t.step("removeIdentity and removeAll", async () => {
+        const ed = ids.find((i) => i.key.type === "ssh-ed25519")!;
+        await client.removeIdentity(ed.key);
+        const left = await agentFingerprints();
+        // The certificate for the same key stays until removed on its own.
+        assert.equal(left.length, 3);
+        assert.equal((await client.listIdentities()).length, 2);
+        await assert.rejects(() => client.sign(ed.key, data), AgentError);
+        await client.removeAll();
+        assert.deepEqual(await agentFingerprints(), []);
+        assert.deepEqual(await client.listIdentities(), []);
+      });
+
+      await t.step("addIdentity with our keys and constraints", async () => {
+        const fromFile = parsePrivateKey(
+          await Deno.readTextFile(`${dir}/ecdsa`),
+        );
+        const keys = [
+          generatePrivateKey("ed25519", { comment: "gen-ed25519" }),
+          generatePrivateKey("ecdsa-p384"),
+          generatePrivateKey("ecdsa-p521"),
+          generatePrivateKey("rsa", { bits: 2048 }),
+          fromFile,
+        ];
+        await client.addIdentity(keys[0]);
+        await client.addIdentity(keys[1], { lifetime: 600 });
+        await client.addIdentity(keys[2], { comment: "p521" });
+        await client.addIdentity(keys[3], { lifetime: 60 });
+        await client.addIdentity(keys[4], { confirm: true, comment: "c" });
+        const listed = await agentFingerprints();
+        assert.deepEqual(
+          listed.sort(),
+          keys.map((k) => k.publicKey.fingerprint()).sort(),
+        );
+        const mine = await client.listIdentities();
+        assert.equal(
+          mine.find((i) => i.key.type === "ssh-ed25519")?.comment,
+          "gen-ed25519",
+        );
+        // Sign with the unconfirmed ones (confirm would need ssh-askpass).
+        for (const k of keys.slice(0, 4)) {
+          for (const alg of k.publicKey.signatureAlgorithms) {
+            const sig = await client.sign(k.publicKey, data, alg);
+            assert.ok(k.publicKey.verify(data, sig, alg));
+          }
+        }
+        await assert.rejects(
+          () => client.addIdentity(keys[0], { lifetime: 0 }),
+          TypeError,
+        );
+        await client.removeAll();
+      });
+    } finally {
+      agent?.close();
+      await bridge?.close();
+      agentProc.kill("SIGTERM");
+      await agentProc.status;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/**
+ * Runs a fake agent over an in-memory duplex: `reply` gets each request
+ * payload and returns raw bytes to send (null to hang up, "silent" to say
+ * nothing until the client gives up).
+ */
+async function withFakeAgent(
+  reply: (request: Uint8Array) => Uint8Array | null | "silent",
+  body: (agent: AgentClient) => Promise<void>,
+  timeout?: number,
+): Promise<void> {
+  const [ours, theirs] = memoryDuplexPair();
+  const reader = theirs.readable.getReader();
+  const writer = theirs.writable.getWriter();
+  const served = (async () => {
+    let pending = new Uint8Array(0);
+    const need = async (n: number): Promise<boolean> => {
+      while (pending.length < n) {
+        const { value, done } = await reader.read();
+        if (done) return false;
+        const next = new Uint8Array(pending.length + value.length);
+        next.set(pending);
+        next.set(value, pending.length);
+        pending = next;
+      }
+      return true;
+    };
+    try {
+      for (;;) {
+        if (!await need(4)) return;
+        const len = new DataView(pending.buffer).getUint32(0);
+        if (!await need(4 + len)) return;
+        const payload = pending.slice(4, 4 + len);
+        pending = pending.slice(4 + len);
+        const out = reply(payload);
+        if (out === null) {
+          await writer.close();
+          return;
+        }
+        if (out === "silent") {
+          await reader.read(); // until the client gives up
+          return;
+        }
+        await writer.write(out);
+      }
+    } catch {
+      // the client closed its side
+    } finally {
+      reader.releaseLock();
+      writer.releaseLock();
+    }
+  })();
+  const agent = new AgentClient(ours, { timeout });
+  try {
+    await body(agent);
+  } finally {
+    agent.close();
+    await served;
+    await theirs.readable.cancel().catch(() => {});
+    await theirs.writable.abort().catch(() => {});
+  }
+}
+
+function frame(payload: Uint8Array): Uint8Array {
+  return new SshWriter().string(payload).bytes();
+}
+
+Deno.test("AgentClient rejects a huge reply length without waiting", async () => {
+  await withFakeAgent(
+    () => new Uint8Array([0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5]),
+    async (agent) => {
+      await assert.rejects(() => agent.listIdentities(), RangeError);
+      // The connection is out of sync now: later calls fail too.
+      await assert.rejects(() => agent.removeAll(), RangeError);
+    },
+  );
+});
+
+Deno.test("AgentClient rejects malformed replies with SyntaxError", async () => {
+  const cases: Uint8Array[] = [
+    // identity count far beyond the bytes present
+    frame(new SshWriter().byte(12).uint32(0xffffffff).bytes()),
+    // count one more than present
+    frame(new SshWriter().byte(12).uint32(1).bytes()),
+    // a key blob longer than the frame
+    frame(new SshWriter().byte(12).uint32(1).uint32(0xffffffff).bytes()),
+    // unknown message type
+    frame(new Uint8Array([99, 1, 2, 3])),
+    // garbage after a valid answer
+    frame(new SshWriter().byte(12).uint32(0).raw(new Uint8Array(3)).bytes()),
+    // empty frame
+    new Uint8Array(4),
+  ];
+  for (const bytes of cases) {
+    await withFakeAgent(() => bytes, async (agent) => {
+      await assert.rejects(() => agent.listIdentities(), SyntaxError);
+    });
+  }
+});
+
+Deno.test("AgentClient skips key types it cannot parse", async () => {
+  const key = generatePrivateKey("ed25519").publicKey;
+  const dss = new SshWriter().string("ssh-dss").string("junk").bytes();
+  const answer = new SshWriter().byte(12).uint32(2)
+    .string(dss).string("old")
+    .string(key.blob).string("good")
+    .bytes();
+  await withFakeAgent(() => frame(answer), async (agent) => {
+    const ids = await agent.listIdentities();
+    assert.equal(ids.length, 1);
+    assert.equal(ids[0].comment, "good");
+    assert.equal(ids[0].key.fingerprint(), key.fingerprint());
+  });
+});
+
+Deno.test("AgentClient rejects a signature that does not verify", async () => {
+  const key = generatePrivateKey("ed25519");
+  const other = generatePrivateKey("ed25519");
+  await withFakeAgent(
+    (req) => {
+      assert.equal(req[0], 13);
+      const forged = other.sign(data);
+      return frame(new SshWriter().byte(14).string(forged).bytes());
+    },
+    async (agent) => {
+      await assert.rejects(
+        () => agent.sign(key.publicKey, data),
+        (e: unknown) =>
+          e instanceof AgentError && /verification/.test(e.message),
+      );
+    },
+  );
+});
+
+Deno.test("AgentClient reports FAILURE, hang-up and silence", async () => {
+  await withFakeAgent(() => frame(new Uint8Array([5])), async (agent) => {
+    await assert.rejects(
+      () => agent.removeAll(),
+      (e: unknown) => e instanceof AgentError && e.reply === 5,
+    );
+    // A FAILURE keeps the connection usable.
+    await assert.rejects(() => agent.lock("x"), AgentError);
+  });
+  await withFakeAgent(() => null, async (agent) => {
+    await assert.rejects(() => agent.listIdentities(), AgentError);
+  });
+  await withFakeAgent(() => "silent", async (agent) => {
+    await assert.rejects(
+      () => agent.listIdentities(),
+      (e: unknown) =>
+        e instanceof AgentError && /within 200 ms/.test(e.message),
+    );
+  }, 200);
+});
+
+Deno.test("AgentClient.connect needs a path", async () => {
+  const saved = Deno.env.get("SSH_AUTH_SOCK");
+  Deno.env.delete("SSH_AUTH_SOCK");
+  try {
+    await assert.rejects(() => AgentClient.connect(), TypeError);
+  } finally {
+    if (saved !== undefined) Deno.env.set("SSH_AUTH_SOCK", saved);
+  }
+});
