@@ -5,7 +5,11 @@
  *
  * @module
  */
-import { formatHostPort, KnownHosts } from "../keys/known_hosts.ts";
+import {
+  type AddKnownHostOptions,
+  formatHostPort,
+  KnownHosts,
+} from "../keys/known_hosts.ts";
 import { encodeBase64 } from "../keys/_util.ts";
 
 /** The parts of a host key that known_hosts records. */
@@ -89,15 +93,17 @@ export async function readKnownHosts(path: string): Promise<string> {
 
 /**
  * Appends an entry for `key` at host `name`, creating the file (mode 0600)
- * and its directory (mode 0700) if needed.
+ * and its directory (mode 0700) if needed; `options.hash` writes the name
+ * hashed, as `HashKnownHosts yes` does.
  */
 export async function addKnownHost(
   path: string,
   name: string,
   key: HostKeyLike,
+  options: AddKnownHostOptions = {},
 ): Promise<void> {
   const [host, port] = splitName(name);
-  const line = KnownHosts.parse("").add(host, port, key);
+  const line = KnownHosts.parse("").add(host, port, key, options);
   const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "";
   if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const existing = await readKnownHosts(path);

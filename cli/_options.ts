@@ -32,6 +32,7 @@ export const SSH_OPTION_NAMES: readonly string[] = [
   "IdentityFile",
   "KbdInteractiveAuthentication",
   "KexAlgorithms",
+  "HashKnownHosts",
   "LogLevel",
   "MACs",
   "NumberOfPasswordPrompts",

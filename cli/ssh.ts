@@ -76,6 +76,7 @@ Options for -o (case-insensitive; "Name=value" or "Name value"):
   BatchMode yes|no                 Never prompt (default no)
   StrictHostKeyChecking yes|no|accept-new|ask   (default ask)
   UserKnownHostsFile FILE          (default ~/.ssh/known_hosts)
+  HashKnownHosts yes|no            Hash host names added (default no)
   Ciphers, KexAlgorithms, MACs, HostKeyAlgorithms LIST
                                    Replace, or +append, -remove, ^prepend
   Compression yes|no               Offer zlib@openssh.com first
@@ -124,6 +125,7 @@ interface SshConfig {
   batch: boolean;
   strict: StrictMode;
   knownHostsFile: string;
+  hashKnownHosts: boolean;
   algorithms: Partial<AlgorithmPreferences>;
   hostKeyAlgorithmsSet: boolean;
   connectTimeout: number;
@@ -172,6 +174,7 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
     batch: false,
     strict: "ask",
     knownHostsFile: expandHome("~/.ssh/known_hosts"),
+    hashKnownHosts: false,
     algorithms: {},
     hostKeyAlgorithmsSet: false,
     connectTimeout: 0,
@@ -239,6 +242,9 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
             );}
           break;
         }
+        case "HashKnownHosts":
+          cfg.hashKnownHosts = parseYesNo(v, o.name);
+          break;
         case "UserKnownHostsFile":
           // OpenSSH allows several files; the first one is written to.
           cfg.knownHostsFile = expandHome(v.split(/\s+/)[0]);
@@ -590,7 +596,7 @@ function makeVerifier(cfg: SshConfig, out: Output, state: HostKeyState) {
       ]);
     }
     try {
-      await addKnownHost(file, name, key);
+      await addKnownHost(file, name, key, { hash: cfg.hashKnownHosts });
       out.warn(
         `Warning: Permanently added '${name}' (${label}) to the list of known hosts.`,
       );

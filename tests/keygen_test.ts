@@ -5,25 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { run, SSH_KEYGEN, sshClientSkipReason } from "./_openssh.ts";
-
-const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
-/** The `fynx` task's permission flags (deno.json "tasks.fynx"). */
-const FYNX = [
-  "run",
-  "-q",
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-run",
-  "--allow-ffi",
-  "--allow-sys=hostname,uid",
-  MAIN,
-  "keygen",
-];
+import { fynx } from "./_fynx.ts";
 
 function keygen(args: string[]) {
-  return run(Deno.execPath(), [...FYNX, ...args], { stdin: "" });
+  return fynx(["keygen", ...args]);
 }
 
 const ignore = sshClientSkipReason !== null;
