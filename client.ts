@@ -47,9 +47,11 @@ import { type ClientAuthOptions, runClientAuth } from "./auth/client.ts";
 import { Inbox } from "./auth/_inbox.ts";
 import { Connection } from "./connection/connection.ts";
 import type {
+  ByteChannel,
   ClientSession,
   ExecOptions,
   ExecResult,
+  IncomingChannel,
 } from "./connection/mod.ts";
 import { DisconnectError } from "./errors.ts";
 import type { PublicKey } from "./keys/types.ts";
@@ -166,6 +168,14 @@ export class SshClient {
   /** Runs `command` and collects its output and exit status. */
   exec(command: string, options?: ExecOptions): Promise<ExecResult> {
     return this.#connection.exec(command, options);
+  }
+
+  /**
+   * Opens a channel of another type than `session` (`direct-tcpip`, ...)
+   * with its type-specific fields in `data` (RFC 4254 section 5.1).
+   */
+  openChannel(type: string, data?: Uint8Array): Promise<ByteChannel> {
+    return this.#connection.openChannel(type, data);
   }
 
   /** Opens a session channel for a shell, a command with streaming I/O, or a subsystem. */
@@ -382,4 +392,10 @@ export async function connect(options: ConnectOptions): Promise<SshClient> {
   }
 }
 
-export type { ClientSession, ExecOptions, ExecResult };
+export type {
+  ByteChannel,
+  ClientSession,
+  ExecOptions,
+  ExecResult,
+  IncomingChannel,
+};
