@@ -314,8 +314,8 @@ export interface FindAuthorizedKeyOptions {
  * first entry for that key whose options parse and whose `from=` and
  * `expiry-time=` allow this login. Entries with options we cannot enforce
  * (`cert-authority`, `principals=`: certificates are not supported yet) are
- * refused. Forwarding options need no check here: this server forwards
- * nothing yet.
+ * refused. Forwarding options become restrictions for the connection's
+ * forwarding and agent handlers to enforce.
  *
  * @example Restrictions from a matching line
  * ```ts
@@ -376,6 +376,14 @@ export function findAuthorizedKey(
         forceCommand: parsed.command,
         pty: parsed.pty,
         environment: Object.fromEntries(parsed.environment),
+        portForwarding: parsed.portForwarding,
+        permitOpen: parsed.permitOpen.length > 0
+          ? [...parsed.permitOpen]
+          : undefined,
+        permitListen: parsed.permitListen.length > 0
+          ? [...parsed.permitListen]
+          : undefined,
+        agentForwarding: parsed.agentForwarding,
       },
     };
   }
