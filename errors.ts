@@ -71,10 +71,16 @@ export class AuthError extends Error {
 export class ChannelOpenError extends Error {
   /** Reason code (see `ChannelOpenFailure`). */
   readonly reason: number;
+  /**
+   * The peer's description of the failure, made printable (e.g.
+   * `Connection refused`); `""` when it sent none or the refusal is ours.
+   */
+  readonly description: string;
   /** Creates the error. */
-  constructor(reason: number, message: string) {
+  constructor(reason: number, message: string, description = "") {
     super(message);
     this.name = "ChannelOpenError";
     this.reason = reason;
+    this.description = description;
   }
 }

@@ -62,6 +62,16 @@ export interface ConnectionInfo {
   username?: string;
   /** The authentication result (after authentication). */
   auth?: ServerAuthResult;
+  /**
+   * The connection layer (after authentication), for handlers that open
+   * channels to the client (forwarded connections, agent forwarding).
+   */
+  connection?: Connection;
+  /**
+   * Resolves when the connection has closed, so handlers can release what
+   * they hold for it (listeners, sockets).
+   */
+  closed?: Promise<Error | undefined>;
 }
 
 /** Options for {@linkcode acceptConnection}. */
@@ -184,6 +194,7 @@ export function acceptConnection(
       );
     },
   });
+  info.closed = transport.closed;
   transport.closed.then((e) => {
     const err = e ??
       new DisconnectError(
@@ -231,6 +242,7 @@ export function acceptConnection(
                 ? (name, data) => options.onGlobalRequest!(name, data, info)
                 : undefined,
             });
+            info.connection = connection;
           },
         },
       );

@@ -409,6 +409,7 @@ export class Connection {
             `Cannot open ${channel.type} channel: refused by the peer (reason ${reason}${
               description ? `: ${description}` : ""
             })`,
+            description,
           ),
         );
         return;
