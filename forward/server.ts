@@ -533,9 +533,9 @@ export function serverForwarding(
     type: string,
     data: (socket: Deno.Conn) => Uint8Array,
   ): Promise<void> => {
-    // Start on a later turn: the reply to the request goes out first, so
-    // the client knows the port before any connection arrives.
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    // No open can overtake the reply to the request: an accept completes
+    // on a later turn of the event loop, and the reply is sent in the
+    // microtasks right after this handler returns.
     for (;;) {
       let socket: Deno.Conn;
       try {
@@ -665,12 +665,18 @@ export function serverForwarding(
     return true;
   };
 
-  const cancel = (info: ConnectionInfo, key: string): boolean => {
+  const cancel = async (
+    info: ConnectionInfo,
+    key: string,
+  ): Promise<boolean> => {
     const state = states.get(info);
     const listening = state?.listening.get(key);
     if (state === undefined || listening === undefined) return false;
     state.listening.delete(key);
     stopListening(listening);
+    // Reply once the sockets are really closed (and a Unix socket's file
+    // removed), so the client may listen there again at once.
+    await Promise.all(listening.loops);
     return true;
   };
 
@@ -709,12 +715,12 @@ export function serverForwarding(
             data,
             CANCEL_TCPIP_FORWARD,
           );
-          return cancel(info, tcpKey(address, port));
+          return await cancel(info, tcpKey(address, port));
         }
         case STREAMLOCAL_FORWARD:
           return await onStreamLocalForward(data, info);
         case CANCEL_STREAMLOCAL_FORWARD:
-          return cancel(
+          return await cancel(
             info,
             unixKey(
               decodeStreamLocalForward(data, CANCEL_STREAMLOCAL_FORWARD),

@@ -136,6 +136,8 @@ function socks5Code(error: unknown): number {
   }
   const d = error.description.toLowerCase();
   if (d.includes("refused")) return Socks5Reply.CONNECTION_REFUSED;
+  // Our own server without the permission to reach the host.
+  if (d.includes("requires net access")) return Socks5Reply.NOT_ALLOWED;
   if (d.includes("network is unreachable")) {
     return Socks5Reply.NETWORK_UNREACHABLE;
   }
