@@ -49,6 +49,14 @@ import {
   restoreTerminal,
   terminalSize,
 } from "./_terminal.ts";
+import {
+  FORWARD_FLAGS,
+  FORWARD_OPTIONS_USAGE,
+  FORWARD_USAGE,
+  type ForwardConfig,
+  parseForwardArgs,
+  runWithForwarding,
+} from "./_forward.ts";
 
 /** Usage text of `fynx ssh`. */
 export const SSH_USAGE: string =
@@ -66,6 +74,7 @@ Options (they end at the destination; words after it form the command):
                      when stdin is not a terminal
   -T                 Do not request a pseudo-terminal
   -n                 Read stdin from /dev/null
+${FORWARD_USAGE}
   -C                 Request compression (same as -o Compression=yes)
   -q                 Quiet: no warnings or banners
   -v                 Verbose debug output on stderr (repeatable)
@@ -85,6 +94,7 @@ Options for -o (case-insensitive; "Name=value" or "Name value"):
   Port, User, IdentityFile, Hostname, LogLevel, RequestTTY
   PasswordAuthentication, PubkeyAuthentication,
   KbdInteractiveAuthentication yes|no, NumberOfPasswordPrompts N
+${FORWARD_OPTIONS_USAGE}
 
 ~/.ssh/config is not read.
 Exit status: the remote command's, or 255 when connecting or
@@ -104,6 +114,7 @@ const FLAGS: OptionTable = {
   verbose: { type: "boolean", short: "v", multiple: true },
   version: { type: "boolean", short: "V" },
   help: { type: "boolean", short: "h" },
+  ...FORWARD_FLAGS,
 };
 
 type StrictMode = "yes" | "no" | "accept-new" | "ask";
@@ -135,6 +146,7 @@ interface SshConfig {
   pubkeyAuth: boolean;
   kbdAuth: boolean;
   passwordPrompts: number;
+  forward: ForwardConfig;
 }
 
 const NAME = "fynx";
@@ -184,6 +196,12 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
     pubkeyAuth: true,
     kbdAuth: true,
     passwordPrompts: 3,
+    forward: {
+      specs: [],
+      noCommand: false,
+      exitOnForwardFailure: false,
+      gatewayPorts: false,
+    },
   };
 
   // Destination first, so that -p / -l / -o override it as in OpenSSH
@@ -217,7 +235,9 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
   let optUser: string | undefined;
   let compression: boolean | undefined = values.compression ? true : undefined;
   const optIdentities: string[] = [];
-  for (const raw of stringList(values.option)) {
+  const forwardArgs = parseForwardArgs(values, stringList(values.option));
+  cfg.forward = forwardArgs.config;
+  for (const raw of forwardArgs.rest) {
     try {
       const o = parseConfigOption(raw, SSH_OPTION_NAMES);
       const v = o.value;
@@ -865,7 +885,12 @@ export async function sshCommand(args: string[]): Promise<number> {
     return 255;
   }
   try {
-    const code = await runSession(client, cfg, out);
+    const code = await runWithForwarding(
+      client,
+      cfg.forward,
+      out,
+      () => runSession(client!, cfg, out),
+    );
     out.debug(`Exit status ${code}`);
     return code;
   } catch (e) {

@@ -45,6 +45,12 @@ import {
   parseConfigOption,
   SSHD_OPTION_NAMES,
 } from "./_options.ts";
+import {
+  parseSshdForwardOptions,
+  SSHD_FORWARD_USAGE,
+  sshdForwarding,
+} from "./_forward_options.ts";
+import type { ServerForwardingOptions } from "../forward/mod.ts";
 
 /** Usage text of `fynx sshd`. */
 export const SSHD_USAGE: string = `Usage: fynx sshd [options]
@@ -78,10 +84,11 @@ Options for -o (case-insensitive; "Name=value" or "Name value"):
   HostKey FILE, AuthorizedKeysFile FILE, ListenAddress HOST, Port N,
   AllowUsers "NAME ...", PasswordAuthentication yes|no,
   PubkeyAuthentication yes|no
+${SSHD_FORWARD_USAGE}
 
 authorized_keys options are enforced: command= (the client's command goes in
 SSH_ORIGINAL_COMMAND), from=, no-pty / restrict / pty, environment=,
-expiry-time=; forwarding options need nothing (nothing is forwarded). A key
+expiry-time=, no-port-forwarding, permitopen=, permitlisten=. A key
 with an unknown or malformed option, or cert-authority / principals=
 (certificates are not supported yet), is refused.
 
@@ -117,6 +124,7 @@ interface SshdConfig {
   banner: string | undefined;
   algorithms: Partial<AlgorithmPreferences>;
   quiet: boolean;
+  forwarding: ServerForwardingOptions;
 }
 
 function parseListen(text: string): { hostname: string; port: number } {
@@ -157,6 +165,7 @@ function parseSshdArgs(argv: string[]): SshdConfig | "help" {
     banner: undefined,
     algorithms: {},
     quiet: Boolean(values.quiet),
+    forwarding: {},
   };
   let passwordAuth = true;
   try {
@@ -176,7 +185,9 @@ function parseSshdArgs(argv: string[]): SshdConfig | "help" {
         "--login-grace-time",
       );
     }
-    for (const raw of stringList(values.option)) {
+    const forwardOptions = parseSshdForwardOptions(stringList(values.option));
+    cfg.forwarding = forwardOptions.forwarding;
+    for (const raw of forwardOptions.rest) {
       const o = parseConfigOption(raw, SSHD_OPTION_NAMES);
       const v = o.value;
       if (isAlgorithmOption(o.name)) {
@@ -474,6 +485,7 @@ export async function sshdCommand(args: string[]): Promise<number> {
       keepaliveCountMax: cfg.aliveCountMax,
       maxStartups: cfg.maxStartups,
       onSession: commandSessionHandler(),
+      ...sshdForwarding(cfg.forwarding, log),
       onLog: (event) => log(formatEvent(event)),
     });
   } catch (e) {

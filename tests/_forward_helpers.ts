@@ -415,3 +415,81 @@ export function ipv6Bytes(text: string): number[] {
     return [v >> 8, v & 0xff];
   });
 }
+
+// ---- long-running processes (ssh -N, fynx ssh -N, fynx sshd) -------------
+
+/** A process whose output is collected while it runs. */
+export interface Spawned {
+  /** stdout and stderr so far, interleaved by arrival. */
+  output(): string;
+  /** Waits until the output matches `pattern`; returns the match. */
+  waitFor(pattern: RegExp, timeout?: number): Promise<RegExpMatchArray>;
+  /** Resolves with the exit status. */
+  readonly status: Promise<Deno.CommandStatus>;
+  /** Sends `signal` (if still running) and waits for the exit. */
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+/** Starts `command` with stdin closed, collecting its output. */
+export function spawn(command: string, args: readonly string[]): Spawned {
+  const child = new Deno.Command(command, {
+    args: [...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  let exited = false;
+  const textDecoder = new TextDecoder();
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) {
+      text += textDecoder.decode(chunk, { stream: true });
+    }
+  };
+  const draining = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  const status = child.status.then(async (s) => {
+    exited = true;
+    await draining;
+    return s;
+  });
+  return {
+    output: () => text,
+    status,
+    async waitFor(pattern: RegExp, timeout = 15_000) {
+      const deadline = Date.now() + timeout;
+      for (;;) {
+        const m = text.match(pattern);
+        if (m) return m;
+        if (exited || Date.now() > deadline) {
+          throw new Error(
+            `${command} ${
+              exited ? "exited" : "timed out"
+            } before printing ${pattern}; output:\n${text}`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      if (!exited) {
+        try {
+          child.kill(signal);
+        } catch {
+          // Exited meanwhile.
+        }
+      }
+      const killer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Gone.
+        }
+      }, 5000);
+      try {
+        return await status;
+      } finally {
+        clearTimeout(killer);
+      }
+    },
+  };
+}
