@@ -471,24 +471,25 @@ export function spawn(command: string, args: readonly string[]): Spawned {
       }
     },
     async stop(signal: Deno.Signal = "SIGTERM") {
-      if (!exited) {
+      const send = (s: Deno.Signal) => {
+        if (exited) return;
         try {
-          child.kill(signal);
+          child.kill(s);
         } catch {
           // Exited meanwhile.
         }
-      }
-      const killer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // Gone.
-        }
-      }, 5000);
+      };
+      send(signal);
+      // Again every 250 ms: OpenSSH's ssh can miss a SIGTERM that lands
+      // just before it blocks signals to poll. SIGKILL after 5 s.
+      let tries = 0;
+      const timer = setInterval(() => {
+        send(++tries >= 20 ? "SIGKILL" : signal);
+      }, 250);
       try {
         return await status;
       } finally {
-        clearTimeout(killer);
+        clearInterval(timer);
       }
     },
   };
