@@ -70,6 +70,14 @@ export type {
   Signer,
 } from "./auth/client.ts";
 export type { Duplex, HostKeyVerifier } from "./transport/transport.ts";
+export {
+  forwardLocal,
+  type ForwardLocalOptions,
+  forwardRemote,
+  type ForwardRemoteOptions,
+  openDirect,
+  serveSocks,
+} from "./forward/mod.ts";
 
 /** Options for {@linkcode connect}. */
 export interface ConnectOptions extends ClientAuthOptions {

@@ -47,6 +47,10 @@ export type {
   ServerAuthResult,
 } from "./auth/server.ts";
 export { commandSessionHandler } from "./connection/mod.ts";
+export {
+  serverForwarding,
+  type ServerForwardingOptions,
+} from "./forward/mod.ts";
 export type {
   ByteChannel,
   IncomingChannel,

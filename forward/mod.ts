@@ -85,6 +85,7 @@
  *
  * @module
  */
+export type { ByteChannel, IncomingChannel } from "../connection/channel.ts";
 export {
   type ForwardedConnectionInfo,
   type ForwardingConnection,
