@@ -168,6 +168,12 @@ export function parseForwardSpec(
     return { kind, text, listen };
   }
   switch (f.length) {
+    case 1:
+      return bad(
+        kind === "R"
+          ? " (remote dynamic forwarding, -R [bind:]port, is not supported)"
+          : "",
+      );
     case 2:
       if (f[0].isPath && f[1].isPath) {
         listen = { path: f[0].text };

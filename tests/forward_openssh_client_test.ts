@@ -371,6 +371,11 @@ Deno.test({
         `RemoteForward=0 127.0.0.1:${target.port}`,
         "-D",
         "127.0.0.1:0",
+        // No bind address with GatewayPorts yes: every interface.
+        "-o",
+        "GatewayPorts=yes",
+        "-o",
+        `LocalForward=0 127.0.0.1:${target.port}`,
         "root@127.0.0.1",
       ]);
       try {
@@ -385,6 +390,18 @@ Deno.test({
             `Allocated port (\\d+) for remote forward to 127\\.0\\.0\\.1:${target.port}`,
           ),
         );
+        const wide = await proc.waitFor(
+          /Local forwarding listening on 0\.0\.0\.0 port (\d+)\./,
+        );
+        // 127.0.0.2 is loopback too, but only a wildcard listener takes it.
+        const viaWide = await Deno.connect({
+          hostname: "127.0.0.2",
+          port: Number(wide[1]),
+        });
+        await viaWide.write(new TextEncoder().encode("wide"));
+        await viaWide.closeWrite();
+        assert.equal(decoder.decode(await readAll(viaWide)), "wide");
+        viaWide.close();
         await echoRoundTrip(Number(l[1]), pseudoRandomBytes(MiB, 1));
         await echoRoundTrip(Number(r[1]), pseudoRandomBytes(MiB, 2));
         const socks = await socks5(Number(d[1]), "localhost", target.port);
