@@ -410,9 +410,9 @@ export async function startForwarding(
         remotes.push(remote);
         if (!("path" in listen) && listen.port === 0) {
           out.warn(
-            `Allocated port ${
-              (remote.address as { port: number }).port
-            } for remote forward to ${targetText(spec.target!)}`,
+            `Allocated port ${remote.port} for remote forward to ${
+              targetText(spec.target!)
+            }`,
           );
         }
         out.debug(

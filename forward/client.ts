@@ -316,6 +316,11 @@ export interface RemoteListener {
    * port it listens on (the allocated one when port 0 was asked).
    */
   readonly address: TcpAddress | UnixAddress;
+  /**
+   * The port the server listens on (the allocated one when 0 was asked);
+   * 0 for a Unix socket.
+   */
+  readonly port: number;
   /** Resolves once the listener is cancelled or the connection ended. */
   readonly closed: Promise<void>;
   /**
@@ -467,6 +472,7 @@ export async function listenRemote(
   client.closed.then(() => close(), () => close());
   return {
     address,
+    port: "port" in address ? address.port : 0,
     closed,
     close,
     [Symbol.asyncDispose]: close,
@@ -694,7 +700,7 @@ export interface ForwardRemoteOptions {
  *   bind: { hostname: "localhost", port: 0 },
  *   target: { hostname: "127.0.0.1", port: 3000 },
  * });
- * console.log(`Allocated port ${forward.address.port}`);
+ * console.log(`Allocated port ${forward.port}`);
  * ```
  */
 export function forwardRemote(

@@ -73,7 +73,7 @@
  *   bind: { hostname: "127.0.0.1", port: 0 },
  *   target: { hostname: "127.0.0.1", port: servicePort },
  * });
- * assert.equal(await read((remote.address as { port: number }).port), "hello");
+ * assert.equal(await read(remote.port), "hello");
  *
  * await local.close();
  * await remote.close();

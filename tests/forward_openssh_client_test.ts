@@ -140,7 +140,7 @@ Deno.test({
           bind: { port: 0 },
           target: { hostname: "127.0.0.1", port: target.port },
         });
-        const port = (remote.address as { port: number }).port;
+        const port = remote.port;
         assert.ok(port > 0);
         await concurrentEchoes(port, 20, MiB);
         // Half-close through sshd: EOF goes out, the reply still comes back.
@@ -155,7 +155,7 @@ Deno.test({
         const payload = pseudoRandomBytes(2 * MiB, 3);
         await halfCloseRoundTrip(portOf(local.addr), payload, 200_000);
         await halfCloseRoundTrip(
-          (remote2.address as { port: number }).port,
+          remote2.port,
           payload,
           200_000,
         );

@@ -124,7 +124,7 @@ Deno.test("forward: half-close both ways (EOF sent, reply still flows)", async (
     const payload = pseudoRandomBytes(3 * MiB, 5);
     await halfCloseRoundTrip(portOf(local.addr), payload, 300_000);
     await halfCloseRoundTrip(
-      (remote.address as { port: number }).port,
+      remote.port,
       payload,
       300_000,
     );
@@ -189,7 +189,7 @@ Deno.test("forward: Unix sockets both ways (-L and -R, socket to TCP and TCP to 
         target: { path: targetPath },
       });
       await echoRoundTrip(
-        (d.address as { port: number }).port,
+        d.port,
         pseudoRandomBytes(MiB, 4),
       );
       assert.equal(unixTarget.accepted, 3);
@@ -447,7 +447,7 @@ Deno.test("forward: GatewayPorts no binds loopback; clientspecified honours the 
         bind: { hostname: asked, port: 0 },
         onConnection: (c) => c.reject(1),
       });
-      const port = (l.address as { port: number }).port;
+      const port = l.port;
       // 127.0.0.2 is loopback too, but only a wildcard listener takes it.
       const wide = await Deno.connect({ hostname: "127.0.0.2", port }).then(
         (c) => {
@@ -574,7 +574,7 @@ Deno.test("forward: closing a forward closes its sockets; losing the connection 
   try {
     // Idle connections through each forward (no EOF sent).
     const viaLocal = await dial(portOf(local.addr));
-    const viaRemote = await dial((remote.address as { port: number }).port);
+    const viaRemote = await dial(remote.port);
     const viaSocks = await socks5(portOf(socks.addr), "127.0.0.1", target.port);
     assert.ok(viaSocks.ok);
     for (const c of [viaLocal, viaRemote, viaSocks.conn]) {
@@ -605,7 +605,7 @@ Deno.test("forward: closing a forward closes its sockets; losing the connection 
     viaRemote.close();
     viaSocks.conn.close();
     await target.waitOpen(0);
-    await assert.rejects(dial((remote.address as { port: number }).port));
+    await assert.rejects(dial(remote.port));
     await assert.rejects(dial(portOf(socks.addr)));
   } finally {
     await pair.close();
