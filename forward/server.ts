@@ -635,7 +635,7 @@ export function serverForwarding(
     }
     const key = unixKey(path);
     if (state.listening.has(key)) return false;
-    let listener: Deno.Listener;
+    let listener: Deno.Listener | undefined;
     try {
       // As sshd: an existing file is not replaced (StreamLocalBindUnlink
       // no), and the socket is for the user only (StreamLocalBindMask
@@ -643,6 +643,7 @@ export function serverForwarding(
       listener = Deno.listen({ transport: "unix", path });
       await Deno.chmod(path, 0o600);
     } catch (e) {
+      if (listener !== undefined) closeQuietly(listener);
       refuse(request, `Cannot ${describe(request)}: ${errorText(e)}`, info);
       return false;
     }
