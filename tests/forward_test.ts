@@ -740,3 +740,52 @@ Deno.test("forward: SOCKS rejects malformed requests without hanging", async () 
     await pair.close();
   }
 });
+
+Deno.test("forward: a stalled reader holds back only its own sender (SSH window backpressure)", async () => {
+  const total = 64 * MiB;
+  let written = 0;
+  // A target that sends 64 MiB as fast as it is allowed to.
+  const flood = startTarget(async (conn) => {
+    const chunk = pseudoRandomBytes(64 * 1024, 3);
+    while (written < total) {
+      written += await conn.write(chunk.subarray(0, total - written));
+    }
+    await conn.closeWrite();
+    while ((await conn.read(new Uint8Array(16))) !== null) { /* drain */ }
+  });
+  const target = startTarget(echo);
+  const pair = await pairWith();
+  try {
+    const toFlood = await forwardLocal(pair.client, {
+      listen: { hostname: "127.0.0.1", port: 0 },
+      target: { hostname: "127.0.0.1", port: flood.port },
+    });
+    const toEcho = await forwardLocal(pair.client, {
+      listen: { hostname: "127.0.0.1", port: 0 },
+      target: { hostname: "127.0.0.1", port: target.port },
+    });
+    // Connect and read nothing: the sender must stop after the window and
+    // the socket buffers, far short of 64 MiB.
+    const stalled = await dial(portOf(toFlood.addr));
+    let last = -1;
+    for (let quiet = 0, i = 0; quiet < 6 && i < 400; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      quiet = written === last ? quiet + 1 : 0;
+      last = written;
+    }
+    assert.ok(written > 0 && written < 32 * MiB, `sender wrote ${written}`);
+    // Another connection over the same SSH connection is not held up.
+    await echoRoundTrip(portOf(toEcho.addr), pseudoRandomBytes(MiB, 8));
+    // Reading resumes the flow; everything arrives.
+    await stalled.closeWrite();
+    const got = await readAll(stalled);
+    stalled.close();
+    assert.equal(got.length, total);
+    await toFlood.close();
+    await toEcho.close();
+  } finally {
+    await pair.close();
+    await flood.close();
+    await target.close();
+  }
+});
