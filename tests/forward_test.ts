@@ -21,6 +21,7 @@ import {
   serveSocks,
 } from "../forward/mod.ts";
 import { encodeTcpipOpen } from "../forward/_wire.ts";
+import { SshWriter } from "../wire/writer.ts";
 import type { SessionRestrictions } from "../connection/session.ts";
 import { connectPair, type Pair, testKey } from "./_helpers.ts";
 import {
@@ -786,6 +787,65 @@ Deno.test("forward: a stalled reader holds back only its own sender (SSH window 
   } finally {
     await pair.close();
     await flood.close();
+    await target.close();
+  }
+});
+
+Deno.test("forward: malformed requests are refused with a reason; the server carries on", async () => {
+  const target = startTarget(greet("still here"));
+  const pair = await pairWith();
+  try {
+    const conn = pair.client.connection;
+    const garbage = [
+      new Uint8Array([0, 0, 0]),
+      new SshWriter().uint32(0xffffffff).bytes(),
+      new SshWriter().string("h").uint32(70000).string("o").uint32(1).bytes(),
+      new SshWriter().string("h").uint32(80).string("o").uint32(1).byte(0)
+        .bytes(),
+    ];
+    for (const data of garbage) {
+      await assert.rejects(
+        conn.openChannel("direct-tcpip", data),
+        (e: unknown) =>
+          e instanceof ChannelOpenError &&
+          e.reason === ChannelOpenFailure.CONNECT_FAILED &&
+          /Malformed direct-tcpip/.test(e.message),
+      );
+    }
+    // The last one is a well-formed tcpip-forward (trailing bytes are
+    // ignored there, as sshd does), so only the others; for
+    // streamlocal-forward only the first two are malformed.
+    for (const data of garbage.slice(0, 3)) {
+      assert.equal(await conn.globalRequest("tcpip-forward", data), null);
+    }
+    for (const data of garbage.slice(0, 2)) {
+      assert.equal(
+        await conn.globalRequest("streamlocal-forward@openssh.com", data),
+        null,
+      );
+    }
+    await assert.rejects(
+      conn.openChannel(
+        "direct-streamlocal@openssh.com",
+        new SshWriter().uint32(5000).bytes(),
+      ),
+      /Malformed direct-streamlocal@openssh\.com/,
+    );
+    // Cancelling what was never requested is refused too.
+    assert.equal(
+      await conn.globalRequest(
+        "cancel-tcpip-forward",
+        new SshWriter().string("localhost").uint32(1).bytes(),
+      ),
+      null,
+    );
+    const ok = await openDirect(pair.client, {
+      hostname: "127.0.0.1",
+      port: target.port,
+    });
+    assert.equal(await new Response(ok.readable).text(), "still here");
+  } finally {
+    await pair.close();
     await target.close();
   }
 });
