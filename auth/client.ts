@@ -54,6 +54,11 @@ export interface ClientAuthOptions {
   ) => string[] | null | Promise<string[] | null>;
   /** Called with the server's banner (RFC 4252 section 5.4). */
   onBanner?: (message: string) => void;
+  /**
+   * Called as each key of `privateKeys` is offered to the server (for logs,
+   * like `ssh -v`'s "Offering public key").
+   */
+  onPublicKeyOffer?: (signer: Signer) => void;
   /** Asked for a new password when the server requires a change; null to give up. */
   onPasswordChange?: (prompt: string) => string | null | Promise<string | null>;
   /**
@@ -155,6 +160,7 @@ export async function runClientAuth(
       const key = keys.shift()!;
       const algorithm = pickSignatureAlgorithm(key, link.serverSigAlgs);
       const blob = key.publicKey.blob;
+      options.onPublicKeyOffer?.(key);
       // Query first (RFC 4252 section 7): the server says whether it would
       // accept the key before we spend a signature on it.
       await link.send(
@@ -173,7 +179,15 @@ export async function runClientAuth(
           "ssh-connection",
         ).string("publickey").boolean(true).string(algorithm).string(blob)
           .bytes();
-        const signature = await key.sign(signed, algorithm);
+        let signature: Uint8Array;
+        try {
+          signature = await key.sign(signed, algorithm);
+        } catch {
+          // The signer could not sign (an agent refused or went away, a
+          // passphrase was not given): go on with the next key, as ssh does.
+          // Nothing was sent, so the last failure's method list still holds.
+          continue;
+        }
         await link.send(
           request("publickey").boolean(true).string(algorithm).string(blob)
             .string(signature).bytes(),

@@ -27,8 +27,11 @@ export const SSH_OPTION_NAMES: readonly string[] = [
   "Ciphers",
   "Compression",
   "ConnectTimeout",
+  "ForwardAgent",
   "HostKeyAlgorithms",
   "Hostname",
+  "IdentitiesOnly",
+  "IdentityAgent",
   "IdentityFile",
   "KbdInteractiveAuthentication",
   "KexAlgorithms",
@@ -49,6 +52,7 @@ export const SSH_OPTION_NAMES: readonly string[] = [
 
 /** sshd_config(5) options `fynx sshd` understands. */
 export const SSHD_OPTION_NAMES: readonly string[] = [
+  "AllowAgentForwarding",
   "AllowUsers",
   "AuthorizedKeysFile",
   "Banner",

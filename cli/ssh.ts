@@ -11,8 +11,8 @@
 import { connect, type SshClient } from "../client.ts";
 import type { ClientSession, InteractiveChallenge } from "../client.ts";
 import { AuthError, DisconnectError, HostKeyError } from "../errors.ts";
-import { parsePrivateKey } from "../keys/mod.ts";
-import type { PrivateKey, PublicKey } from "../keys/types.ts";
+import type { PublicKey } from "../keys/types.ts";
+import { forwardAgent } from "../agent/mod.ts";
 import type { AlgorithmPreferences } from "../transport/algorithms.ts";
 import { DEFAULT_ALGORITHMS } from "../transport/algorithms.ts";
 import {
@@ -28,6 +28,13 @@ import {
   stringList,
   UsageError,
 } from "./_args.ts";
+import {
+  agentSocketPath,
+  type Identities,
+  lastAgentFlag,
+  parseForwardAgent,
+  prepareIdentities,
+} from "./_agent.ts";
 import {
   addKnownHost,
   checkKnownHost,
@@ -60,7 +67,10 @@ Options (they end at the destination; words after it form the command):
   -p PORT            Port to connect to (default 22)
   -l USER            User to log in as (default: the local user)
   -i FILE            Identity (private key) file; repeatable
-                     (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa)
+                     (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa);
+                     keys in the agent ($SSH_AUTH_SOCK) are tried first
+  -A                 Forward the agent (auth-agent-req@openssh.com)
+  -a                 Do not forward the agent
   -o OPTION=VALUE    ssh_config option; repeatable (see below)
   -t                 Request a pseudo-terminal; -tt forces one even
                      when stdin is not a terminal
@@ -82,6 +92,9 @@ Options for -o (case-insensitive; "Name=value" or "Name value"):
   Compression yes|no               Offer zlib@openssh.com first
   ConnectTimeout SECONDS           TCP connect timeout
   ServerAliveInterval SECONDS, ServerAliveCountMax N
+  ForwardAgent yes|no|SOCKET       Forward the agent (default no)
+  IdentityAgent SOCKET|none|SSH_AUTH_SOCK   Agent to use
+  IdentitiesOnly yes|no            Agent keys only if they match -i files
   Port, User, IdentityFile, Hostname, LogLevel, RequestTTY
   PasswordAuthentication, PubkeyAuthentication,
   KbdInteractiveAuthentication yes|no, NumberOfPasswordPrompts N
@@ -95,6 +108,8 @@ const FLAGS: OptionTable = {
   port: { type: "string", short: "p" },
   login: { type: "string", short: "l" },
   identity: { type: "string", short: "i", multiple: true },
+  "forward-agent": { type: "boolean", short: "A" },
+  "no-forward-agent": { type: "boolean", short: "a" },
   option: { type: "string", short: "o", multiple: true },
   tty: { type: "boolean", short: "t", multiple: true },
   "no-tty": { type: "boolean", short: "T" },
@@ -115,6 +130,11 @@ interface SshConfig {
   user: string;
   identities: string[];
   identitiesExplicit: boolean;
+  identitiesOnly: boolean;
+  /** IdentityAgent as given (undefined: $SSH_AUTH_SOCK). */
+  identityAgent: string | undefined;
+  /** ForwardAgent: yes/no or the socket to forward. */
+  forwardAgent: boolean | string;
   command: string | null;
   tty: number; // -t count
   noTty: boolean;
@@ -164,6 +184,9 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
     user: "",
     identities: [],
     identitiesExplicit: false,
+    identitiesOnly: false,
+    identityAgent: undefined,
+    forwardAgent: false,
     command: null,
     tty: flagCount(values.tty),
     noTty: Boolean(values["no-tty"]),
@@ -275,6 +298,15 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
         case "IdentityFile":
           optIdentities.push(v);
           break;
+        case "IdentitiesOnly":
+          cfg.identitiesOnly = parseYesNo(v, o.name);
+          break;
+        case "IdentityAgent":
+          cfg.identityAgent ??= v;
+          break;
+        case "ForwardAgent":
+          cfg.forwardAgent = parseForwardAgent(v);
+          break;
         case "PasswordAuthentication":
           cfg.passwordAuth = parseYesNo(v, o.name);
           break;
@@ -313,6 +345,9 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
       bad(e);
     }
   }
+  // -A / -a win over -o ForwardAgent; the last of them counts.
+  const agentFlag = lastAgentFlag(optionArgs, FLAGS);
+  if (agentFlag !== null) cfg.forwardAgent = agentFlag;
   try {
     // -p and -l win over -o and over the destination, like ssh(1).
     cfg.port = values.port !== undefined
@@ -365,56 +400,6 @@ class Output {
   error(line: string): void {
     console.error(line);
   }
-}
-
-/** Loads the identities, prompting for passphrases when allowed. */
-async function loadIdentities(
-  cfg: SshConfig,
-  out: Output,
-): Promise<PrivateKey[]> {
-  if (!cfg.pubkeyAuth) return [];
-  const keys: PrivateKey[] = [];
-  for (const path of cfg.identities) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (e) {
-      if (cfg.identitiesExplicit) {
-        const why = e instanceof Deno.errors.NotFound
-          ? "No such file or directory"
-          : (e as Error).message;
-        out.warn(`Warning: Identity file ${path} not accessible: ${why}.`);
-      }
-      continue;
-    }
-    out.debug(`Will attempt key: ${path}`);
-    let passphrase: string | undefined;
-    for (let attempt = 0;; attempt++) {
-      try {
-        keys.push(
-          parsePrivateKey(text, passphrase === undefined ? {} : { passphrase }),
-        );
-        break;
-      } catch (e) {
-        const code = (e as { code?: string }).code;
-        if (code !== "passphrase-required" && code !== "wrong-passphrase") {
-          out.warn(`Load key "${path}": ${(e as Error).message}`);
-          break;
-        }
-        if (code === "wrong-passphrase") {
-          out.warn(`Bad passphrase, try again for ${path}`);
-        }
-        if (cfg.batch || attempt >= cfg.passwordPrompts || !hasTty()) {
-          out.debug(`Skipping encrypted key ${path}`);
-          break;
-        }
-        const answer = await promptLine(`Enter passphrase for key '${path}': `);
-        if (answer === null || answer === "") break;
-        passphrase = answer;
-      }
-    }
-  }
-  return keys;
 }
 
 /** Dials TCP with OpenSSH's messages on failure. */
@@ -647,6 +632,17 @@ async function runSession(
     });
     out.debug(`Requested a pty: ${size.columns}x${size.rows}`);
   }
+  if (cfg.forwardAgent !== false) {
+    const socketPath = agentSocketPath(
+      cfg.forwardAgent === true ? cfg.identityAgent : cfg.forwardAgent,
+    );
+    if (socketPath === null) {
+      out.debug("No agent to forward");
+    } else {
+      out.debug("Requesting authentication agent forwarding.");
+      await forwardAgent(client, { session, socketPath });
+    }
+  }
   if (cfg.command === null) await session.shell();
   else {
     out.debug(`Sending command: ${cfg.command}`);
@@ -750,6 +746,7 @@ export async function sshCommand(args: string[]): Promise<number> {
   const out = new Output(cfg.verbose, cfg.quiet);
   const hostState: HostKeyState = { failed: false, noPasswords: false };
   let client: SshClient | null = null;
+  let identities: Identities | null = null;
   const onTerm = () => {
     restoreTerminal();
     out.error("Killed by signal 15.");
@@ -763,7 +760,18 @@ export async function sshCommand(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGTERM", onTerm);
   Deno.addSignalListener("SIGHUP", onHup);
   try {
-    const privateKeys = await loadIdentities(cfg, out);
+    const prompts = !cfg.batch && hasTty();
+    if (cfg.pubkeyAuth) {
+      identities = await prepareIdentities({
+        files: cfg.identities,
+        explicit: cfg.identitiesExplicit,
+        identitiesOnly: cfg.identitiesOnly,
+        agentPath: agentSocketPath(cfg.identityAgent),
+        prompt: prompts ? (q) => promptLine(q) : null,
+        attempts: cfg.passwordPrompts,
+        log: out,
+      });
+    }
     const algorithms: Partial<AlgorithmPreferences> = { ...cfg.algorithms };
     const knownName = knownHostName(cfg.host, cfg.port);
     if (!cfg.hostKeyAlgorithmsSet) {
@@ -784,7 +792,6 @@ export async function sshCommand(args: string[]): Promise<number> {
         ];
       }
     }
-    const prompts = !cfg.batch && hasTty();
     const methods = [
       ...(cfg.pubkeyAuth ? ["publickey"] : []),
       ...(cfg.kbdAuth && prompts ? ["keyboard-interactive"] : []),
@@ -796,7 +803,9 @@ export async function sshCommand(args: string[]): Promise<number> {
       client = await connect({
         transport: conn,
         username: cfg.user,
-        privateKeys,
+        privateKeys: identities?.signers ?? [],
+        onPublicKeyOffer: (signer) =>
+          out.debug(`Offering public key: ${identities!.describe(signer)}`),
         methods,
         passwordAttempts: cfg.passwordPrompts,
         password: prompts
@@ -863,6 +872,9 @@ export async function sshCommand(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGTERM", onTerm);
     Deno.removeSignalListener("SIGHUP", onHup);
     return 255;
+  } finally {
+    // Signing is over once authenticated; forwarding connects anew.
+    identities?.close();
   }
   try {
     const code = await runSession(client, cfg, out);

@@ -77,11 +77,11 @@ Options for -o (case-insensitive; "Name=value" or "Name value"):
   ClientAliveCountMax N, MaxStartups START[:RATE:FULL], Banner FILE|none,
   HostKey FILE, AuthorizedKeysFile FILE, ListenAddress HOST, Port N,
   AllowUsers "NAME ...", PasswordAuthentication yes|no,
-  PubkeyAuthentication yes|no
+  PubkeyAuthentication yes|no, AllowAgentForwarding yes|no (default yes)
 
 authorized_keys options are enforced: command= (the client's command goes in
 SSH_ORIGINAL_COMMAND), from=, no-pty / restrict / pty, environment=,
-expiry-time=; forwarding options need nothing (nothing is forwarded). A key
+expiry-time=, no-agent-forwarding (also by restrict). A key
 with an unknown or malformed option, or cert-authority / principals=
 (certificates are not supported yet), is refused.
 
@@ -117,6 +117,7 @@ interface SshdConfig {
   banner: string | undefined;
   algorithms: Partial<AlgorithmPreferences>;
   quiet: boolean;
+  agentForwarding: boolean;
 }
 
 function parseListen(text: string): { hostname: string; port: number } {
@@ -157,6 +158,7 @@ function parseSshdArgs(argv: string[]): SshdConfig | "help" {
     banner: undefined,
     algorithms: {},
     quiet: Boolean(values.quiet),
+    agentForwarding: true,
   };
   let passwordAuth = true;
   try {
@@ -242,6 +244,9 @@ function parseSshdArgs(argv: string[]): SshdConfig | "help" {
           break;
         case "PubkeyAuthentication":
           cfg.pubkey = parseYesNo(v, o.name);
+          break;
+        case "AllowAgentForwarding":
+          cfg.agentForwarding = parseYesNo(v, o.name);
           break;
       }
     }
@@ -473,7 +478,9 @@ export async function sshdCommand(args: string[]): Promise<number> {
       keepaliveInterval: cfg.aliveInterval * 1000,
       keepaliveCountMax: cfg.aliveCountMax,
       maxStartups: cfg.maxStartups,
-      onSession: commandSessionHandler(),
+      onSession: commandSessionHandler({
+        agentForwarding: cfg.agentForwarding,
+      }),
       onLog: (event) => log(formatEvent(event)),
     });
   } catch (e) {
