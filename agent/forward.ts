@@ -134,6 +134,66 @@ function serveAgentChannel(
  * Needs `--allow-net` (or `--allow-net=unix:<socket>`) and read/write
  * access to the agent's socket.
  *
+ * @example Both sides, with a stand-in agent that holds no keys
+ * ```ts
+ * import { connect } from "@fynx/ssh/client";
+ * import { acceptConnection } from "@fynx/ssh/server";
+ * import { generatePrivateKey, memoryDuplexPair } from "@fynx/ssh";
+ * import { type AgentSocket, AgentClient, forwardAgent, listenAgentSocket } from "@fynx/ssh/agent";
+ * import assert from "node:assert/strict";
+ *
+ * // The "local agent": answers REQUEST_IDENTITIES with an empty list.
+ * const dir = await Deno.makeTempDir();
+ * const localAgent = Deno.listen({ transport: "unix", path: `${dir}/agent` });
+ * const agentDone = (async () => {
+ *   for await (const conn of localAgent) {
+ *     await conn.read(new Uint8Array(5)); // uint32 1, byte 11
+ *     await conn.write(new Uint8Array([0, 0, 0, 5, 12, 0, 0, 0, 0]));
+ *     conn.close();
+ *   }
+ * })();
+ *
+ * const [a, b] = memoryDuplexPair();
+ * let remote: AgentSocket | undefined;
+ * const server = await acceptConnection(b, {
+ *   hostKeys: [generatePrivateKey("ed25519")],
+ *   password: () => true,
+ *   onSession: (session) => {
+ *     session.onRequest = async (req) => {
+ *       if (req.type === "auth-agent-req@openssh.com") {
+ *         remote = await listenAgentSocket(session); // SSH_AUTH_SOCK
+ *         return true;
+ *       }
+ *       if (req.type !== "exec") return false;
+ *       (async () => {
+ *         // What `ssh-add -l` does on the server.
+ *         const agent = await AgentClient.connect(remote!.path);
+ *         const keys = await agent.listIdentities();
+ *         agent.close();
+ *         await session.exit(keys.length === 0 ? 1 : 0);
+ *       })();
+ *       return true;
+ *     };
+ *   },
+ * });
+ * const client = await connect({
+ *   transport: a,
+ *   username: "me",
+ *   password: "pw",
+ *   verifyHostKey: () => true,
+ * });
+ * const session = await client.openSession();
+ * await forwardAgent(client, { session, socketPath: `${dir}/agent` });
+ * await session.exec("ssh-add -l");
+ * assert.equal((await session.exit).code, 1); // "no identities"
+ * await client.close();
+ * await server.closed;
+ * await remote!.closed; // the server removed its socket directory
+ * localAgent.close();
+ * await agentDone;
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ *
  * @example Run `ssh-add -l` on the server with the local agent's keys
  * ```ts ignore
  * import { connect } from "@fynx/ssh/client";

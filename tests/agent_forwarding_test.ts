@@ -201,6 +201,16 @@ Deno.test({
       assert.equal(p.status, 2);
       assert.match(r.stderrText, NO_AGENT);
 
+      // The same on a PTY (a different spawn path on the server).
+      r = await ssh(on, login.path, ["-A", "-tt"]);
+      p = parseProbe(r.stdoutText.replaceAll("\r", ""));
+      assert.deepEqual(p.listed.sort(), [...fingerprints].sort(), r.stdoutText);
+      assert.match(p.sock, /\/fynx-agent-[^/]+\/agent\.sock$/);
+      r = await ssh(on, login.path, ["-tt"]);
+      p = parseProbe(r.stdoutText.replaceAll("\r", ""));
+      assert.equal(p.sock, "", r.stdoutText);
+      assert.equal(p.status, 2);
+
       for (const key of [noFwd, restricted]) {
         r = await ssh(on, key.path, ["-A"]);
         assert.equal(r.code, 0, r.stderrText);
