@@ -11,7 +11,8 @@
  *   `RSA PUBLIC KEY`, as `ssh-keygen -e -m PKCS8|PEM` print.
  *
  * The armor and base64 are checked here first, so malformed input fails
- * with our own errors before OpenSSL sees it.
+ * with our own errors before OpenSSL sees it. keys/pem_write.ts writes all
+ * of these.
  *
  * @module
  */
@@ -24,6 +25,7 @@ import {
 } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { KeyParseError } from "./errors.ts";
+import { sequenceExtent } from "./_der.ts";
 import {
   EC_CURVES,
   publicKeyFromParts,
@@ -168,6 +170,38 @@ function describe(key: KeyObject): string {
 }
 
 /**
+ * Tells a body cut short from a corrupt one before OpenSSL, which reports
+ * both (and, for encrypted keys, a wrong passphrase) alike: the DER must be
+ * exactly one SEQUENCE, and legacy ciphertext whole cipher blocks.
+ */
+function checkExtent(block: PemBlock, legacy: boolean): void {
+  if (legacy) {
+    const dek = block.headers.get("dek-info") ?? "";
+    const blockSize = dek.startsWith("DES") ? 8 : 16;
+    if (block.body.length % blockSize !== 0) {
+      throw new KeyParseError(
+        "truncated",
+        `Truncated private key (${block.label}): ${block.body.length} bytes of ciphertext is not a whole number of ${blockSize}-byte blocks`,
+      );
+    }
+    return;
+  }
+  const extent = sequenceExtent(block.body);
+  if (extent === "truncated") {
+    throw new KeyParseError(
+      "truncated",
+      `Truncated private key (${block.label}): the DER body is shorter than its length header says`,
+    );
+  }
+  if (extent === "malformed") {
+    throw new KeyParseError(
+      "malformed",
+      `Malformed private key (${block.label}): the body is not one DER SEQUENCE`,
+    );
+  }
+}
+
+/**
  * Reads a PEM private key (see the module doc for the labels), decrypting
  * it with `passphrase` when encrypted. Errors: {@linkcode KeyParseError}
  * (`passphrase-required`, `wrong-passphrase`, `unsupported-key-type`,
@@ -199,8 +233,9 @@ export function parsePemPrivateKey(
     );
   }
   const procType = block.headers.get("proc-type");
-  const encrypted = block.label === "ENCRYPTED PRIVATE KEY" ||
-    (procType !== undefined && /ENCRYPTED/i.test(procType));
+  const legacy = procType !== undefined && /ENCRYPTED/i.test(procType);
+  const encrypted = block.label === "ENCRYPTED PRIVATE KEY" || legacy;
+  checkExtent(block, legacy);
   if (encrypted && (passphrase === undefined || passphrase === "")) {
     throw new KeyParseError(
       "passphrase-required",
