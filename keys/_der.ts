@@ -120,6 +120,23 @@ export function explicit(n: number, element: Uint8Array): Uint8Array {
 export type DerExtent = "ok" | "truncated" | "malformed";
 
 /**
+ * The total size (header and contents) a SEQUENCE starting at `bytes[0]`
+ * declares, or null when `bytes` does not start with a SEQUENCE header
+ * (or too little of it is there to tell).
+ */
+export function sequenceSize(bytes: Uint8Array): number | null {
+  if (bytes.length < 2 || bytes[0] !== 0x30) return null;
+  const first = bytes[1];
+  if (first < 0x80) return 2 + first;
+  const count = first & 0x7f;
+  // Four length bytes cover 4 GiB; anything longer is not a key file.
+  if (count === 0 || count > 4 || bytes.length < 2 + count) return null;
+  let length = 0;
+  for (let i = 0; i < count; i++) length = length * 256 + bytes[2 + i];
+  return 2 + count + length;
+}
+
+/**
  * Checks that `body` is exactly one SEQUENCE: `"truncated"` when its length
  * header claims more bytes than there are (a file cut short), `"malformed"`
  * for another tag, a bad length or bytes after the element.
@@ -127,18 +144,11 @@ export type DerExtent = "ok" | "truncated" | "malformed";
 export function sequenceExtent(body: Uint8Array): DerExtent {
   if (body.length < 2) return "truncated";
   if (body[0] !== 0x30) return "malformed";
-  let length = body[1];
-  let at = 2;
-  if (length >= 0x80) {
-    const count = length & 0x7f;
-    // Four length bytes cover 4 GiB; anything longer is not a key file.
-    if (count === 0 || count > 4) return "malformed";
-    if (body.length < 2 + count) return "truncated";
-    length = 0;
-    for (let i = 0; i < count; i++) length = length * 256 + body[2 + i];
-    at += count;
+  if (body[1] > 0x80 && body.length < 2 + (body[1] & 0x7f)) {
+    return "truncated";
   }
-  const end = at + length;
-  if (end > body.length) return "truncated";
-  return end === body.length ? "ok" : "malformed";
+  const size = sequenceSize(body);
+  if (size === null) return "malformed";
+  if (size > body.length) return "truncated";
+  return size === body.length ? "ok" : "malformed";
 }
