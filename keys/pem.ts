@@ -302,13 +302,7 @@ export function parsePemPrivateKey(
   const procType = block.headers.get("proc-type");
   const legacy = procType !== undefined && /ENCRYPTED/i.test(procType);
   const encrypted = block.label === "ENCRYPTED PRIVATE KEY" || legacy;
-  checkExtent(block, legacy);
-  if (encrypted && (passphrase === undefined || passphrase === "")) {
-    throw new KeyParseError(
-      "passphrase-required",
-      `Private key (${block.label}) is encrypted: a passphrase is required`,
-    );
-  }
+  // The legacy cipher first: its block size is what a whole body is.
   if (encrypted && block.label !== "ENCRYPTED PRIVATE KEY") {
     const dek = block.headers.get("dek-info");
     if (
@@ -328,6 +322,13 @@ export function parsePemPrivateKey(
         })`,
       );
     }
+  }
+  checkExtent(block, legacy);
+  if (encrypted && (passphrase === undefined || passphrase === "")) {
+    throw new KeyParseError(
+      "passphrase-required",
+      `Private key (${block.label}) is encrypted: a passphrase is required`,
+    );
   }
   let key: KeyObject;
   try {
