@@ -507,6 +507,7 @@ function encodeKeyFile(
  */
 async function replaceKeyFile(path: string, text: string): Promise<void> {
   const target = await Deno.realPath(path);
+  const old = await Deno.stat(target);
   const tmp = await Deno.makeTempFile({
     dir: dirname(target),
     prefix: `.${basename(target)}.`,
@@ -514,6 +515,11 @@ async function replaceKeyFile(path: string, text: string): Promise<void> {
   });
   try {
     await Deno.chmod(tmp, 0o600);
+    if (old.uid !== null && old.gid !== null) {
+      // Keep the owner when root edits another user's key, as ssh-keygen's
+      // in-place write does; others cannot chown and need not.
+      await Deno.chown(tmp, old.uid, old.gid).catch(() => {});
+    }
     const file = await Deno.open(tmp, { write: true, truncate: true });
     try {
       const bytes = encoder.encode(text);
