@@ -49,14 +49,6 @@ export type {
 } from "./auth/server.ts";
 export * from "./connection/mod.ts";
 export {
-  addressAllowed,
-  type AuthorizedKeyMatch,
-  findAuthorizedKey,
-  type FindAuthorizedKeyOptions,
-  type KeyOptions,
-  parseKeyOptions,
-} from "./keys/authorized_key_options.ts";
-export {
   AuthError,
   ChannelOpenError,
   DisconnectError,

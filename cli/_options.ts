@@ -55,6 +55,7 @@ export const SSHD_OPTION_NAMES: readonly string[] = [
   "Ciphers",
   "ClientAliveCountMax",
   "ClientAliveInterval",
+  "HostCertificate",
   "HostKey",
   "HostKeyAlgorithms",
   "KexAlgorithms",
@@ -66,6 +67,7 @@ export const SSHD_OPTION_NAMES: readonly string[] = [
   "PasswordAuthentication",
   "Port",
   "PubkeyAuthentication",
+  "TrustedUserCAKeys",
 ];
 
 /**

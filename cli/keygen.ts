@@ -24,6 +24,7 @@ import {
   UsageError,
 } from "./_args.ts";
 import { hasTty, promptLine } from "./_terminal.ts";
+import { showMode, signMode } from "./_keygen_cert.ts";
 
 /** Help text for `fynx keygen --help`. */
 export const KEYGEN_USAGE: string = `Usage:
@@ -33,6 +34,9 @@ export const KEYGEN_USAGE: string = `Usage:
   fynx keygen -y [-P passphrase] -f file
   fynx keygen -F host [-f known_hosts]
   fynx keygen -R host [-f known_hosts]
+  fynx keygen -s ca_key -I key_id [-h] [-n principals] [-V validity]
+              [-z serial] [-O option]... file.pub...
+  fynx keygen -L -f certificate
 
 Makes a key pair (private key mode 0600, public key in file.pub), or:
   -l   show the fingerprint of each key in file (-v adds the randomart,
@@ -40,6 +44,9 @@ Makes a key pair (private key mode 0600, public key in file.pub), or:
   -y   print the public key of a private key file
   -F   print the known_hosts entries for host ([host]:port for other ports)
   -R   remove host's entries from known_hosts (keeping file.old)
+  -s   sign each file.pub with the CA key into file-cert.pub: a user
+       certificate, or a host certificate with -h
+  -L   show the contents of a certificate
 
 Options:
   -t type        ed25519 (default), ecdsa or rsa
@@ -52,9 +59,19 @@ Options:
                  -F and -R)
   -q             quiet
   --force        overwrite an existing key file without asking
-  -h, --help     show this help
+  --help         show this help (also -h without -s)
 
-Signing certificates (-s) is not supported yet.`;
+Certificate options (with -s):
+  -I key_id      key identifier, logged by servers (required)
+  -n principals  comma-separated user names (or host names with -h)
+  -V validity    from:to, e.g. -1d:+52w, 20250101:20260101, always:forever,
+                 or +span alone (from a minute ago); default forever
+  -z serial      serial number (default 0)
+  -h             make a host certificate
+  -O option      clear, force-command=cmd, source-address=cidr,...,
+                 no-/permit- agent-forwarding, port-forwarding, pty,
+                 user-rc, x11-forwarding, extension:name[=value],
+                 critical:name[=value]`;
 
 const OPTIONS = {
   t: { type: "string", short: "t" },
@@ -68,12 +85,19 @@ const OPTIONS = {
   F: { type: "string", short: "F" },
   R: { type: "string", short: "R" },
   s: { type: "string", short: "s" },
+  I: { type: "string", short: "I" },
+  n: { type: "string", short: "n" },
+  V: { type: "string", short: "V" },
+  z: { type: "string", short: "z" },
+  O: { type: "string", short: "O", multiple: true },
+  L: { type: "boolean", short: "L" },
+  h: { type: "boolean", short: "h" },
   l: { type: "boolean", short: "l" },
   v: { type: "boolean", short: "v" },
   y: { type: "boolean", short: "y" },
   q: { type: "boolean", short: "q" },
   force: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
+  help: { type: "boolean" },
 } as const;
 
 const encoder = new TextEncoder();
@@ -97,25 +121,59 @@ export async function keygenCommand(args: string[]): Promise<number> {
 }
 
 async function keygen(args: string[]): Promise<number> {
-  const { values: raw } = parseFlags("fynx keygen", args, OPTIONS, 1);
+  const { values: raw, positionals } = parseFlags(
+    "fynx keygen",
+    args,
+    OPTIONS,
+    1,
+    true,
+  );
   const values = raw as Record<string, string | boolean | undefined>;
   const str = (name: string) => values[name] as string | undefined;
-  if (values.help) {
+  // -h means "host certificate" with -s, as in ssh-keygen; alone it is help.
+  if (values.help || (values.h && str("s") === undefined)) {
     out(KEYGEN_USAGE + "\n");
     return 0;
   }
-  if (str("s") !== undefined) {
+  const modes = [
+    values.l,
+    values.y,
+    values.L,
+    str("s") !== undefined,
+    str("F") !== undefined,
+    str("R") !== undefined,
+  ].filter(Boolean).length;
+  if (modes > 1) {
     throw new UsageError(
-      "fynx keygen: signing certificates (-s) is not supported yet",
+      "fynx keygen: use only one of -l, -y, -s, -L, -F and -R",
     );
   }
-  const modes =
-    [values.l, values.y, str("F") !== undefined, str("R") !== undefined].filter(
-      Boolean,
-    ).length;
-  if (modes > 1) {
-    throw new UsageError("fynx keygen: use only one of -l, -y, -F and -R");
+  if (positionals.length > 0 && str("s") === undefined) {
+    throw new UsageError(
+      `fynx keygen: unexpected argument ${
+        JSON.stringify(positionals[0])
+      } (see 'fynx keygen --help')`,
+    );
   }
+  const ca = str("s");
+  if (ca !== undefined) {
+    return await signMode(
+      {
+        ca: expandHome(ca),
+        keyId: str("I"),
+        principals: str("n"),
+        validity: str("V"),
+        serial: str("z"),
+        options: (raw.O as string[] | undefined) ?? [],
+        host: values.h === true,
+        files: positionals.map(expandHome),
+        quiet: values.q === true,
+      },
+      (path) => loadPrivate(path, str("P")),
+      (line) => console.error(line),
+    );
+  }
+  if (values.L) return await showMode(str("f") && expandHome(str("f")!), out);
   const host = str("F") ?? str("R");
   if (host !== undefined) {
     return await knownHostsMode(host, str("R") !== undefined, str("f"));
