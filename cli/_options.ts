@@ -24,6 +24,7 @@ export interface ConfigOption {
 /** ssh_config(5) options `fynx ssh` understands. */
 export const SSH_OPTION_NAMES: readonly string[] = [
   "BatchMode",
+  "CertificateFile",
   "Ciphers",
   "Compression",
   "ConnectTimeout",

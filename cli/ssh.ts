@@ -92,6 +92,8 @@ Options for -o (case-insensitive; "Name=value" or "Name value"):
   ConnectTimeout SECONDS           TCP connect timeout
   ServerAliveInterval SECONDS, ServerAliveCountMax N
   Port, User, IdentityFile, Hostname, LogLevel, RequestTTY
+  CertificateFile FILE             A certificate for one of the identities
+                                   (FILE-cert.pub beside a key is used too)
   PasswordAuthentication, PubkeyAuthentication,
   KbdInteractiveAuthentication yes|no, NumberOfPasswordPrompts N
 
@@ -124,6 +126,7 @@ interface SshConfig {
   user: string;
   identities: string[];
   identitiesExplicit: boolean;
+  certificateFiles: string[];
   command: string | null;
   tty: number; // -t count
   noTty: boolean;
@@ -173,6 +176,7 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
     user: "",
     identities: [],
     identitiesExplicit: false,
+    certificateFiles: [],
     command: null,
     tty: flagCount(values.tty),
     noTty: Boolean(values["no-tty"]),
@@ -283,6 +287,9 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
           break;
         case "IdentityFile":
           optIdentities.push(v);
+          break;
+        case "CertificateFile":
+          cfg.certificateFiles.push(expandHome(v));
           break;
         case "PasswordAuthentication":
           cfg.passwordAuth = parseYesNo(v, o.name);
@@ -406,8 +413,12 @@ async function loadIdentities(
         );
         // As ssh(1): a certificate in file-cert.pub is offered before the
         // plain key.
-        const cert = await loadCertificate(`${path}-cert.pub`, key, out);
-        if (cert) keys.push(cert);
+        for (
+          const file of [`${path}-cert.pub`, ...cfg.certificateFiles]
+        ) {
+          const cert = await loadCertificate(file, key, out);
+          if (cert) keys.push(cert);
+        }
         keys.push(key);
         break;
       } catch (e) {
@@ -446,6 +457,8 @@ async function loadCertificate(
   }
   try {
     const cert = parseCertificateText(text);
+    // A CertificateFile may belong to another identity: skip it quietly.
+    if (cert.key.blob.join() !== key.publicKey.blob.join()) return null;
     const signer = withCertificate(key, cert);
     out.debug(
       `Will attempt certificate: ${path} ${cert.type} ID ${

@@ -418,14 +418,19 @@ Deno.test({
       );
 
       await t.step(
-        "fynx ssh with a certificate against fynx sshd",
+        "fynx ssh with a CertificateFile against fynx sshd",
         async () => {
+          // Only -o CertificateFile names the certificate now.
+          const moved = `${dir}/elsewhere.cert`;
+          await Deno.rename(`${dir}/ops-cert.pub`, moved);
           const r = await fynx([
             "ssh",
             "-p",
             String(port),
             "-i",
             `${dir}/ops`,
+            "-o",
+            `CertificateFile=${moved}`,
             "-o",
             `UserKnownHostsFile=${knownHosts}`,
             "-o",
