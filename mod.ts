@@ -23,7 +23,12 @@
  *
  * @module
  */
-export { connect, type ConnectOptions, SshClient } from "./client.ts";
+export {
+  connect,
+  type ConnectOptions,
+  SshClient,
+  withCertificate,
+} from "./client.ts";
 export type {
   ClientAuthOptions,
   InteractiveChallenge,
