@@ -44,15 +44,19 @@
  * @module
  */
 import { type ClientAuthOptions, runClientAuth } from "./auth/client.ts";
+export { withCertificate } from "./auth/client.ts";
 import { Inbox } from "./auth/_inbox.ts";
 import { Connection } from "./connection/connection.ts";
 import type {
+  ByteChannel,
   ClientSession,
   ExecOptions,
   ExecResult,
+  IncomingChannel,
 } from "./connection/mod.ts";
 import { DisconnectError } from "./errors.ts";
 import type { PublicKey } from "./keys/types.ts";
+import type { Certificate } from "./keys/certificate.ts";
 import type { AlgorithmPreferences } from "./transport/algorithms.ts";
 import {
   type Duplex,
@@ -148,6 +152,11 @@ export class SshClient {
     return this.#transport.hostKey!;
   }
 
+  /** The host certificate the server presented, if it presented one. */
+  get hostCertificate(): Certificate | null {
+    return this.#transport.hostCertificate;
+  }
+
   /** The server's identification line, e.g. `SSH-2.0-OpenSSH_9.2p1`. */
   get serverVersion(): string {
     return this.#transport.peerIdentification;
@@ -166,6 +175,14 @@ export class SshClient {
   /** Runs `command` and collects its output and exit status. */
   exec(command: string, options?: ExecOptions): Promise<ExecResult> {
     return this.#connection.exec(command, options);
+  }
+
+  /**
+   * Opens a channel of another type than `session` (`direct-tcpip`, ...)
+   * with its type-specific fields in `data` (RFC 4254 section 5.1).
+   */
+  openChannel(type: string, data?: Uint8Array): Promise<ByteChannel> {
+    return this.#connection.openChannel(type, data);
   }
 
   /** Opens a session channel for a shell, a command with streaming I/O, or a subsystem. */
@@ -382,4 +399,10 @@ export async function connect(options: ConnectOptions): Promise<SshClient> {
   }
 }
 
-export type { ClientSession, ExecOptions, ExecResult };
+export type {
+  ByteChannel,
+  ClientSession,
+  ExecOptions,
+  ExecResult,
+  IncomingChannel,
+};

@@ -32,10 +32,11 @@ import {
   type ServerAuthResult,
 } from "./auth/server.ts";
 import { Connection } from "./connection/connection.ts";
-import type { ServerSession } from "./connection/mod.ts";
+import type { IncomingChannel, ServerSession } from "./connection/mod.ts";
 import { DisconnectError } from "./errors.ts";
 import { SIGNATURE_ALGORITHMS } from "./keys/mod.ts";
 import type { PrivateKey } from "./keys/types.ts";
+import type { Certificate } from "./keys/certificate.ts";
 import type { AlgorithmPreferences } from "./transport/algorithms.ts";
 import { type Duplex, Transport } from "./transport/transport.ts";
 import { DisconnectReason, Msg } from "./wire/messages.ts";
@@ -47,7 +48,12 @@ export type {
   ServerAuthResult,
 } from "./auth/server.ts";
 export { commandSessionHandler } from "./connection/mod.ts";
-export type { ServerSession, SessionRequest } from "./connection/mod.ts";
+export type {
+  ByteChannel,
+  IncomingChannel,
+  ServerSession,
+  SessionRequest,
+} from "./connection/mod.ts";
 
 /** Facts about one client connection. */
 export interface ConnectionInfo {
@@ -63,6 +69,12 @@ export interface ConnectionInfo {
 export interface ServerConnectionOptions extends ServerAuthOptions {
   /** Host keys to offer (one per type is typical). */
   hostKeys: readonly PrivateKey[];
+  /**
+   * OpenSSH host certificates for some of `hostKeys` (sshd
+   * `HostCertificate`); clients that trust the CA accept the host without a
+   * known_hosts entry for its key.
+   */
+  hostCertificates?: readonly Certificate[];
   /** Algorithm preferences; the defaults are the hardened set. */
   algorithms?: Partial<AlgorithmPreferences>;
   /**
@@ -70,6 +82,21 @@ export interface ServerConnectionOptions extends ServerAuthOptions {
    * Without it session channels are refused.
    */
   onSession?: (session: ServerSession, info: ConnectionInfo) => void;
+  /**
+   * Called for each channel open of another type than `session`
+   * (`direct-tcpip`, `direct-streamlocal@openssh.com`, ...), after
+   * authentication. Without it they are refused.
+   */
+  onChannelOpen?: (channel: IncomingChannel, info: ConnectionInfo) => void;
+  /**
+   * Answers the client's global requests (`tcpip-forward`, ...). Without it
+   * they are refused.
+   */
+  onGlobalRequest?: (
+    name: string,
+    data: Uint8Array,
+    info: ConnectionInfo,
+  ) => boolean | Uint8Array | Promise<boolean | Uint8Array>;
   /**
    * Milliseconds a client has to authenticate (sshd `LoginGraceTime`).
    * @default {120000}
@@ -134,6 +161,7 @@ export function acceptConnection(
   const transport = new Transport(duplex, {
     side: "server",
     hostKeys: options.hostKeys,
+    hostCertificates: options.hostCertificates,
     algorithms: options.algorithms,
     rekeyBytes: options.rekeyBytes,
     rekeyInterval: options.rekeyInterval,
@@ -203,6 +231,12 @@ export function acceptConnection(
               side: "server",
               onSessionOpen: options.onSession
                 ? (session: ServerSession) => options.onSession!(session, info)
+                : undefined,
+              onChannelOpen: options.onChannelOpen
+                ? (channel) => options.onChannelOpen!(channel, info)
+                : undefined,
+              onGlobalRequest: options.onGlobalRequest
+                ? (name, data) => options.onGlobalRequest!(name, data, info)
                 : undefined,
             });
           },

@@ -33,6 +33,7 @@ import {
   UsageError,
 } from "./_args.ts";
 import { hasTty, promptLine } from "./_terminal.ts";
+import { showMode, signMode } from "./_keygen_cert.ts";
 
 /** Help text for `fynx keygen --help`. */
 export const KEYGEN_USAGE: string = `Usage:
@@ -46,6 +47,9 @@ export const KEYGEN_USAGE: string = `Usage:
   fynx keygen -i [-m format] -f file
   fynx keygen -F host [-f known_hosts]
   fynx keygen -R host [-f known_hosts]
+  fynx keygen -s ca_key -I key_id [-h] [-n principals] [-V validity]
+              [-z serial] [-O option]... file.pub...
+  fynx keygen -L -f certificate
 
 Makes a key pair (private key mode 0600, public key in file.pub), or:
   -p   change the passphrase of a private key file in place (keeping its
@@ -58,6 +62,9 @@ Makes a key pair (private key mode 0600, public key in file.pub), or:
        public key, or of an unencrypted PEM private key (format detected)
   -F   print the known_hosts entries for host ([host]:port for other ports)
   -R   remove host's entries from known_hosts (keeping file.old)
+  -s   sign each file.pub with the CA key into file-cert.pub: a user
+       certificate, or a host certificate with -h
+  -L   show the contents of a certificate
 
 Options:
   -t type        ed25519 (default), ecdsa or rsa
@@ -83,9 +90,19 @@ Options:
                  -F and -R)
   -q             quiet
   --force        overwrite an existing key file without asking
-  -h, --help     show this help
+  --help         show this help (also -h without -s)
 
-Signing certificates (-s) is not supported yet.`;
+Certificate options (with -s):
+  -I key_id      key identifier, logged by servers (required)
+  -n principals  comma-separated user names (or host names with -h)
+  -V validity    from:to, e.g. -1d:+52w, 20250101:20260101, always:forever,
+                 or +span alone (from a minute ago); default forever
+  -z serial      serial number (default 0)
+  -h             make a host certificate
+  -O option      clear, force-command=cmd, source-address=cidr,...,
+                 no-/permit- agent-forwarding, port-forwarding, pty,
+                 user-rc, x11-forwarding, extension:name[=value],
+                 critical:name[=value]`;
 
 const OPTIONS = {
   t: { type: "string", short: "t" },
@@ -100,6 +117,13 @@ const OPTIONS = {
   R: { type: "string", short: "R" },
   s: { type: "string", short: "s" },
   m: { type: "string", short: "m" },
+  I: { type: "string", short: "I" },
+  n: { type: "string", short: "n" },
+  V: { type: "string", short: "V" },
+  z: { type: "string", short: "z" },
+  O: { type: "string", short: "O", multiple: true },
+  L: { type: "boolean", short: "L" },
+  h: { type: "boolean", short: "h" },
   l: { type: "boolean", short: "l" },
   p: { type: "boolean", short: "p" },
   e: { type: "boolean", short: "e" },
@@ -108,7 +132,7 @@ const OPTIONS = {
   y: { type: "boolean", short: "y" },
   q: { type: "boolean", short: "q" },
   force: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
+  help: { type: "boolean" },
 } as const;
 
 const encoder = new TextEncoder();
@@ -132,20 +156,22 @@ export async function keygenCommand(args: string[]): Promise<number> {
 }
 
 /** Flags that each select a mode other than making a key; one at most. */
-const MODE_FLAGS = ["l", "y", "p", "e", "i", "F", "R"] as const;
+const MODE_FLAGS = ["l", "y", "p", "e", "i", "s", "L", "F", "R"] as const;
 
 async function keygen(args: string[]): Promise<number> {
-  const { values: raw } = parseFlags("fynx keygen", args, OPTIONS, 1);
+  const { values: raw, positionals } = parseFlags(
+    "fynx keygen",
+    args,
+    OPTIONS,
+    1,
+    true,
+  );
   const values = raw as Record<string, string | boolean | undefined>;
   const str = (name: string) => values[name] as string | undefined;
-  if (values.help) {
+  // -h means "host certificate" with -s, as in ssh-keygen; alone it is help.
+  if (values.help || (values.h && str("s") === undefined)) {
     out(KEYGEN_USAGE + "\n");
     return 0;
-  }
-  if (str("s") !== undefined) {
-    throw new UsageError(
-      "fynx keygen: signing certificates (-s) is not supported yet",
-    );
   }
   const format = parseFormat(str("m"));
   const modes = MODE_FLAGS.filter((f) =>
@@ -158,7 +184,32 @@ async function keygen(args: string[]): Promise<number> {
       }`,
     );
   }
+  if (positionals.length > 0 && str("s") === undefined) {
+    throw new UsageError(
+      `fynx keygen: unexpected argument ${
+        JSON.stringify(positionals[0])
+      } (see 'fynx keygen --help')`,
+    );
+  }
   switch (modes[0]) {
+    case "s":
+      return await signMode(
+        {
+          ca: expandHome(str("s")!),
+          keyId: str("I"),
+          principals: str("n"),
+          validity: str("V"),
+          serial: str("z"),
+          options: (raw.O as string[] | undefined) ?? [],
+          host: values.h === true,
+          files: positionals.map(expandHome),
+          quiet: values.q === true,
+        },
+        (path) => loadPrivate(path, str("P")),
+        (line) => console.error(line),
+      );
+    case "L":
+      return await showMode(str("f") && expandHome(str("f")!), out);
     case "F":
     case "R":
       return await knownHostsMode(

@@ -11,7 +11,16 @@
 import { connect, type SshClient } from "../client.ts";
 import type { ClientSession, InteractiveChallenge } from "../client.ts";
 import { AuthError, DisconnectError, HostKeyError } from "../errors.ts";
-import { parsePrivateKey } from "../keys/mod.ts";
+import {
+  type Certificate,
+  checkCertificate,
+  formatCertTime,
+  KnownHosts,
+  parseCertificateText,
+  parsePrivateKey,
+} from "../keys/mod.ts";
+import { sameBlob } from "../keys/certificate.ts";
+import { type Signer, withCertificate } from "../auth/client.ts";
 import type { PrivateKey, PublicKey } from "../keys/types.ts";
 import type { AlgorithmPreferences } from "../transport/algorithms.ts";
 import { DEFAULT_ALGORITHMS } from "../transport/algorithms.ts";
@@ -83,6 +92,8 @@ Options for -o (case-insensitive; "Name=value" or "Name value"):
   ConnectTimeout SECONDS           TCP connect timeout
   ServerAliveInterval SECONDS, ServerAliveCountMax N
   Port, User, IdentityFile, Hostname, LogLevel, RequestTTY
+  CertificateFile FILE             A certificate for one of the identities
+                                   (FILE-cert.pub beside a key is used too)
   PasswordAuthentication, PubkeyAuthentication,
   KbdInteractiveAuthentication yes|no, NumberOfPasswordPrompts N
 
@@ -115,6 +126,7 @@ interface SshConfig {
   user: string;
   identities: string[];
   identitiesExplicit: boolean;
+  certificateFiles: string[];
   command: string | null;
   tty: number; // -t count
   noTty: boolean;
@@ -164,6 +176,7 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
     user: "",
     identities: [],
     identitiesExplicit: false,
+    certificateFiles: [],
     command: null,
     tty: flagCount(values.tty),
     noTty: Boolean(values["no-tty"]),
@@ -275,6 +288,9 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
         case "IdentityFile":
           optIdentities.push(v);
           break;
+        case "CertificateFile":
+          cfg.certificateFiles.push(expandHome(v));
+          break;
         case "PasswordAuthentication":
           cfg.passwordAuth = parseYesNo(v, o.name);
           break;
@@ -371,9 +387,9 @@ class Output {
 async function loadIdentities(
   cfg: SshConfig,
   out: Output,
-): Promise<PrivateKey[]> {
+): Promise<Signer[]> {
   if (!cfg.pubkeyAuth) return [];
-  const keys: PrivateKey[] = [];
+  const keys: Signer[] = [];
   for (const path of cfg.identities) {
     let text: string;
     try {
@@ -391,9 +407,19 @@ async function loadIdentities(
     let passphrase: string | undefined;
     for (let attempt = 0;; attempt++) {
       try {
-        keys.push(
-          parsePrivateKey(text, passphrase === undefined ? {} : { passphrase }),
+        const key = parsePrivateKey(
+          text,
+          passphrase === undefined ? {} : { passphrase },
         );
+        // As ssh(1): a certificate in file-cert.pub is offered before the
+        // plain key.
+        for (
+          const file of [`${path}-cert.pub`, ...cfg.certificateFiles]
+        ) {
+          const cert = await loadCertificate(file, key, out);
+          if (cert) keys.push(cert);
+        }
+        keys.push(key);
         break;
       } catch (e) {
         const code = (e as { code?: string }).code;
@@ -415,6 +441,35 @@ async function loadIdentities(
     }
   }
   return keys;
+}
+
+/** The certificate in `path` for `key`, or null (missing or unusable). */
+async function loadCertificate(
+  path: string,
+  key: PrivateKey,
+  out: Output,
+): Promise<Signer | null> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch {
+    return null;
+  }
+  try {
+    const cert = parseCertificateText(text);
+    // A CertificateFile may belong to another identity: skip it quietly.
+    if (cert.key.blob.join() !== key.publicKey.blob.join()) return null;
+    const signer = withCertificate(key, cert);
+    out.debug(
+      `Will attempt certificate: ${path} ${cert.type} ID ${
+        JSON.stringify(cert.keyId)
+      } serial ${cert.serial}`,
+    );
+    return signer;
+  } catch (e) {
+    out.warn(`Load certificate "${path}": ${(e as Error).message}`);
+    return null;
+  }
 }
 
 /** Dials TCP with OpenSSH's messages on failure. */
@@ -492,10 +547,22 @@ interface HostKeyState {
 function makeVerifier(cfg: SshConfig, out: Output, state: HostKeyState) {
   const name = knownHostName(cfg.host, cfg.port);
   const file = cfg.knownHostsFile;
-  return async (key: PublicKey): Promise<boolean> => {
+  return async (
+    key: PublicKey,
+    info?: { certificate?: Certificate },
+  ): Promise<boolean> => {
     const fp = key.fingerprint();
     const label = typeLabel(key.type);
-    out.debug(`Server host key: ${key.type} ${fp}`);
+    const cert = info?.certificate;
+    out.debug(
+      cert
+        ? `Server host certificate: ${cert.type} ${fp}, serial ${cert.serial} ID ${
+          JSON.stringify(cert.keyId)
+        } CA ${cert.signatureKey.type} ${cert.signatureKey.fingerprint()} valid ${
+          formatCertTime(cert.validAfter)
+        } to ${formatCertTime(cert.validBefore)}`
+        : `Server host key: ${key.type} ${fp}`,
+    );
     const fail = (lines: string[]): boolean => {
       for (const l of lines) out.error(l);
       state.failed = true;
@@ -509,6 +576,44 @@ function makeVerifier(cfg: SshConfig, out: Output, state: HostKeyState) {
         `Failed to read ${file}: ${(e as Error).message}`,
         "Host key verification failed.",
       ]);
+    }
+    if (cert) {
+      // A host certificate is trusted through an @cert-authority line for
+      // this host (sshd(8) SSH_KNOWN_HOSTS); without one, ssh(1) falls back
+      // to the plain key below. A trusted CA with an invalid certificate
+      // (expired, wrong host) fails outright, as in ssh(1).
+      const known = KnownHosts.parse(text);
+      const [h, p] = [cfg.host, cfg.port];
+      const caRevoked =
+        known.lookup(h, p, cert.signatureKey).status === "revoked";
+      const cas = caRevoked ? [] : known.certificateAuthorities(h, p);
+      const trusted = (ca: PublicKey) =>
+        cas.some((c) => c.type === ca.type && sameBlob(c, ca));
+      if (trusted(cert.signatureKey)) {
+        try {
+          checkCertificate(cert, {
+            type: "host",
+            principal: cfg.host,
+            trustedCa: trusted,
+          });
+        } catch (e) {
+          return fail([
+            `Certificate invalid: ${(e as Error).message}`,
+            "Host key verification failed.",
+          ]);
+        }
+        if (known.lookup(h, p, key).status === "revoked") {
+          return fail([
+            `The ${label} host key for ${name} is marked as revoked.`,
+            "Host key verification failed.",
+          ]);
+        }
+        out.debug(
+          `Host '${name}' is known and matches the ${label}-CERT host certificate.`,
+        );
+        return true;
+      }
+      out.debug("No matching CA found. Retry with plain key");
     }
     const result = checkKnownHost(text, name, key);
     if (result.status === "ok") {

@@ -168,6 +168,11 @@ export class Channel {
   remoteId = 0;
   /** Handles incoming channel requests; unset means every request is refused. */
   requestHandler: ChannelRequestHandler | null = null;
+  /**
+   * Close by ourselves once EOF went both ways (byte channels; a session
+   * instead closes after its exit status).
+   */
+  closeAfterEofs = false;
 
   readonly #host: ChannelHost;
   #state: "opening" | "open" | "gone" = "opening";
@@ -372,6 +377,24 @@ export class Channel {
     this.#eofReceived = true;
     this.#data.end();
     this.#extended.end();
+    this.#closeIfDone();
+  }
+
+  #closeIfDone(): void {
+    if (
+      this.closeAfterEofs && this.#eofSent && this.#eofReceived &&
+      !this.#closeSent && this.#state === "open"
+    ) quiet(this.close());
+  }
+
+  /** Whether the peer sent CHANNEL_EOF. */
+  get eofReceived(): boolean {
+    return this.#eofReceived;
+  }
+
+  /** Whether we sent CHANNEL_EOF. */
+  get eofSent(): boolean {
+    return this.#eofSent;
   }
 
   /** CHANNEL_CLOSE: answer with CLOSE unless sent, then free the channel. */
@@ -571,9 +594,11 @@ export class Channel {
   async sendEof(): Promise<void> {
     if (this.#eofSent || this.#closeSent || this.#state !== "open") return;
     this.#eofSent = true;
-    await this.#host.send(
+    const sent = this.#host.send(
       new SshWriter(5).byte(Msg.CHANNEL_EOF).uint32(this.remoteId).bytes(),
     );
+    this.#closeIfDone();
+    await sent;
   }
 
   /**

@@ -22,6 +22,12 @@ import {
   quiet,
 } from "./_channel.ts";
 import { ClientSessionImpl, ServerSessionImpl } from "./_session.ts";
+import {
+  type ByteChannel,
+  ByteChannelImpl,
+  type ChannelOpenHandler,
+  type IncomingChannel,
+} from "./channel.ts";
 import type {
   ClientSession,
   ExecOptions,
@@ -82,6 +88,11 @@ export interface ConnectionOptions {
    * refused (which is also the right answer to `keepalive@openssh.com`).
    */
   onGlobalRequest?: GlobalRequestHandler;
+  /**
+   * The peer opened a channel of a type other than `session` (forwarding,
+   * agent). Without it such opens are refused with UNKNOWN_CHANNEL_TYPE.
+   */
+  onChannelOpen?: ChannelOpenHandler;
 }
 
 const DEFAULT_WINDOW = 2 * 1024 * 1024;
@@ -205,7 +216,16 @@ export class Connection {
   readonly #maxPacket: number;
   readonly #maxChannels: number;
   readonly #onSessionOpen: ((session: ServerSession) => void) | undefined;
-  readonly #onGlobalRequest: GlobalRequestHandler | undefined;
+  /**
+   * Answers the peer's global requests; replaceable at any time (a client
+   * sets it when it asks for remote forwarding). Unset refuses them all.
+   */
+  onGlobalRequest: GlobalRequestHandler | undefined;
+  /**
+   * Answers the peer's opens of channels other than `session`; replaceable
+   * at any time. Unset refuses them with UNKNOWN_CHANNEL_TYPE.
+   */
+  onChannelOpen: ChannelOpenHandler | undefined;
   readonly #host: ChannelHost;
 
   #channels: (Channel | undefined)[] = [];
@@ -255,7 +275,8 @@ export class Connection {
       "max channels",
     );
     this.#onSessionOpen = options.onSessionOpen;
-    this.#onGlobalRequest = options.onGlobalRequest;
+    this.onGlobalRequest = options.onGlobalRequest;
+    this.onChannelOpen = options.onChannelOpen;
     this.#host = {
       send: (payload) => this.#send(payload),
       free: (channel) => this.#free(channel),
@@ -451,7 +472,7 @@ export class Connection {
     const name = r.utf8(MAX_NAME);
     const wantReply = r.boolean();
     const data = r.rest().slice();
-    const handler = this.#onGlobalRequest;
+    const handler = this.onGlobalRequest;
     const answer = (result: boolean | Uint8Array): void => {
       if (!wantReply || this.#error !== null) return;
       if (result === false) {
@@ -488,10 +509,7 @@ export class Connection {
       );
     };
     if (type !== "session") {
-      refuse(
-        ChannelOpenFailure.UNKNOWN_CHANNEL_TYPE,
-        `Unsupported channel type ${printable(type)}`,
-      );
+      this.#onOtherOpen(type, sender, window, maxPacket, r, refuse);
       return;
     }
     const onSessionOpen = this.#onSessionOpen;
@@ -524,6 +542,75 @@ export class Connection {
     }
   }
 
+  #onOtherOpen(
+    type: string,
+    sender: number,
+    window: number,
+    maxPacket: number,
+    r: SshReader,
+    refuse: (reason: number, description: string) => void,
+  ): void {
+    const handler = this.onChannelOpen;
+    if (handler === undefined) {
+      refuse(
+        ChannelOpenFailure.UNKNOWN_CHANNEL_TYPE,
+        `Unsupported channel type ${printable(type)}`,
+      );
+      return;
+    }
+    let answered = false;
+    const answer = (): void => {
+      if (answered) {
+        throw new Error(
+          `Cannot answer the ${type} channel open twice`,
+        );
+      }
+      answered = true;
+    };
+    const incoming: IncomingChannel = {
+      type,
+      data: r.rest().slice(),
+      accept: (): ByteChannel => {
+        answer();
+        if (this.#error !== null) throw this.#error;
+        const channel = this.#allocate(type);
+        if (channel === null) {
+          refuse(
+            ChannelOpenFailure.RESOURCE_SHORTAGE,
+            `Too many channels (limit ${this.#maxChannels})`,
+          );
+          throw new ChannelOpenError(
+            ChannelOpenFailure.RESOURCE_SHORTAGE,
+            `Cannot accept ${type} channel: ${this.#maxChannels} channels are already open`,
+          );
+        }
+        channel.open(sender, window, maxPacket);
+        const byteChannel = new ByteChannelImpl(channel);
+        this.#sendQuiet(
+          new SshWriter(17).byte(Msg.CHANNEL_OPEN_CONFIRMATION).uint32(sender)
+            .uint32(channel.localId).uint32(this.#windowSize)
+            .uint32(this.#maxPacket).bytes(),
+        );
+        return byteChannel;
+      },
+      reject: (reason: number, description = ""): void => {
+        answer();
+        if (this.#error !== null) return;
+        refuse(reason, description);
+      },
+    };
+    try {
+      handler(incoming);
+    } catch {
+      if (!answered) {
+        incoming.reject(
+          ChannelOpenFailure.CONNECT_FAILED,
+          `Cannot open ${printable(type)} channel`,
+        );
+      }
+    }
+  }
+
   /**
    * The transport ended. Fails every channel's streams, pending requests
    * and opens with `error`. Idempotent.
@@ -544,7 +631,7 @@ export class Connection {
     for (const p of pending) p.reject(err);
   }
 
-  #open(type: string): Channel {
+  #open(type: string, data?: Uint8Array): Channel {
     if (this.#error !== null) throw this.#error;
     const channel = this.#allocate(type);
     if (channel === null) {
@@ -553,11 +640,11 @@ export class Connection {
         `Cannot open ${type} channel: ${this.#maxChannels} channels are already open`,
       );
     }
-    this.#send(
-      new SshWriter(32).byte(Msg.CHANNEL_OPEN).string(type)
-        .uint32(channel.localId).uint32(this.#windowSize)
-        .uint32(this.#maxPacket).bytes(),
-    ).catch((e) => channel.openFailed(e as Error));
+    const w = new SshWriter(32 + (data?.length ?? 0)).byte(Msg.CHANNEL_OPEN)
+      .string(type).uint32(channel.localId).uint32(this.#windowSize)
+      .uint32(this.#maxPacket);
+    if (data !== undefined) w.raw(data);
+    this.#send(w.bytes()).catch((e) => channel.openFailed(e as Error));
     return channel;
   }
 
@@ -573,6 +660,26 @@ export class Connection {
     const session = new ClientSessionImpl(channel);
     await channel.opened;
     return session;
+  }
+
+  /**
+   * Opens a channel of any type other than `session` (RFC 4254 section
+   * 5.1), e.g. `direct-tcpip` with its fields in `data`.
+   *
+   * @throws {ChannelOpenError} the peer refused, or too many channels are open.
+   */
+  async openChannel(type: string, data?: Uint8Array): Promise<ByteChannel> {
+    if (typeof type !== "string" || type === "" || type === "session") {
+      throw new TypeError(
+        `Invalid channel type: ${
+          JSON.stringify(type)
+        } (use openSession for sessions)`,
+      );
+    }
+    const channel = this.#open(type, data);
+    const byteChannel = new ByteChannelImpl(channel);
+    await channel.opened;
+    return byteChannel;
   }
 
   /**

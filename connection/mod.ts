@@ -13,6 +13,11 @@ export {
   type GlobalRequestHandler,
 } from "./connection.ts";
 export type {
+  ByteChannel,
+  ChannelOpenHandler,
+  IncomingChannel,
+} from "./channel.ts";
+export type {
   ClientSession,
   ExecOptions,
   ExecResult,

@@ -266,6 +266,28 @@ export interface SessionRestrictions {
   pty?: boolean;
   /** Environment for every command, over anything the client sent. */
   environment?: Record<string, string>;
+  /**
+   * Whether TCP and Unix-socket forwarding may be used at all
+   * (`no-port-forwarding`, `restrict`).
+   * @default {true}
+   */
+  portForwarding?: boolean;
+  /**
+   * `permitopen="host:port"` entries: when present, the only destinations
+   * of local forwarding (`*` wildcards a host or port, as in sshd).
+   */
+  permitOpen?: string[];
+  /**
+   * `permitlisten="[host:]port"` entries: when present, the only addresses
+   * remote forwarding may listen on.
+   */
+  permitListen?: string[];
+  /**
+   * Whether agent forwarding may be used (`no-agent-forwarding`,
+   * `restrict`).
+   * @default {true}
+   */
+  agentForwarding?: boolean;
 }
 
 /** What a session handler may learn about the connection it serves. */

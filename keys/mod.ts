@@ -77,3 +77,33 @@ export {
   type KnownHostsRemoval,
   type ParseKnownHostsOptions,
 } from "./known_hosts.ts";
+export {
+  CERT_FOREVER,
+  Certificate,
+  CERTIFICATE_ALGORITHMS,
+  certificateAlgorithm,
+  CertificateError,
+  type CertificateErrorCode,
+  type CertificateType,
+  checkCertificate,
+  type CheckCertificateOptions,
+  DEFAULT_USER_EXTENSIONS,
+  formatCertTime,
+  isCertificateType,
+  parseCertificate,
+  parseCertificateText,
+  plainAlgorithm,
+  signCertificate,
+  type SignCertificateOptions,
+} from "./certificate.ts";
+export {
+  addressAllowed,
+  authorizeCertificate,
+  type AuthorizeCertificateOptions,
+  type AuthorizedKeyMatch,
+  type CertificateAuthorization,
+  findAuthorizedKey,
+  type FindAuthorizedKeyOptions,
+  type KeyOptions,
+  parseKeyOptions,
+} from "./authorized_key_options.ts";

@@ -125,6 +125,25 @@ Deno.test("findAuthorizedKey: first usable entry, with reasons for the others", 
     forceCommand: "date",
     pty: true,
     environment: { X: "1" },
+    portForwarding: true,
+    permitOpen: undefined,
+    permitListen: undefined,
+    agentForwarding: true,
+  });
+  const restricted = findAuthorizedKey(
+    parseAuthorizedKeys(
+      `restrict,port-forwarding,permitopen="db:5432",permitlisten="8080" ${line}`,
+    ),
+    key,
+  );
+  assert.deepEqual(restricted?.restrictions, {
+    forceCommand: undefined,
+    pty: false,
+    environment: {},
+    portForwarding: true,
+    permitOpen: ["db:5432"],
+    permitListen: ["8080"],
+    agentForwarding: false,
   });
   assert.equal(reasons.length, 4, reasons.join("\n"));
   assert.match(reasons[0], /^2: .*bogus-option/);

@@ -209,7 +209,8 @@ Deno.test("fynx keygen reports bad input in one line", async () => {
         [["-t", "rsa", "-b", "1024", "-f", `${dir}/x`], /2048\.\.16384/],
         [["-t", "ecdsa", "-b", "300", "-f", `${dir}/x`], /256, 384 or 521/],
         [["-l", "-f", `${dir}/missing`], /No such file/],
-        [["-s", "ca", "-I", "id", "x.pub"], /not supported yet|unknown option/],
+        [["-s", `${dir}/ca`, "-I", "id", `${dir}/x.pub`], /ca: No such file/],
+        [["-l", "stray", "-f", `${dir}/x`], /unexpected argument "stray"/],
         [["--bogus"], /unknown option '--bogus'/],
       ] as const
     ) {
