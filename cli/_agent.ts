@@ -6,8 +6,13 @@
  * @module
  */
 import { AgentClient, agentSigner } from "../agent/mod.ts";
-import type { Signer } from "../auth/client.ts";
-import { parsePrivateKey, parsePublicKey } from "../keys/mod.ts";
+import { type Signer, withCertificate } from "../auth/client.ts";
+import {
+  type Certificate,
+  parseCertificateText,
+  parsePrivateKey,
+  parsePublicKey,
+} from "../keys/mod.ts";
 import { parsePublicKeyAny } from "../keys/rfc4716.ts";
 import type { PrivateKey, PublicKey } from "../keys/types.ts";
 import { SshReader } from "../wire/reader.ts";
@@ -29,6 +34,11 @@ export interface IdentityOptions {
   explicit: boolean;
   /** `IdentitiesOnly`: agent keys only when they match an identity file. */
   identitiesOnly: boolean;
+  /**
+   * `CertificateFile`s: each is offered (before the plain key) with the
+   * identity whose key it certifies, as is `FILE-cert.pub` beside a file.
+   */
+  certificateFiles?: readonly string[];
   /** The agent's socket, or null for none. */
   agentPath: string | null;
   /** Asks for a passphrase; null when prompting is not possible. */
@@ -83,6 +93,30 @@ function opensshHeaderKey(text: string): PublicKey | null {
     if (r.uint32() !== 1) return null;
     return parsePublicKey(r.string(64 * 1024).slice());
   } catch {
+    return null;
+  }
+}
+
+/** The certificate in `path` if it certifies `key`; null otherwise. */
+async function certificateFor(
+  path: string,
+  key: PublicKey,
+  log: AgentLog,
+): Promise<Certificate | null> {
+  const text = await readText(path);
+  if (text === null) return null;
+  try {
+    const cert = parseCertificateText(text);
+    // A CertificateFile may belong to another identity: skip it quietly.
+    if (!sameKey(cert.key, key)) return null;
+    log.debug(
+      `Will attempt certificate: ${path} ${cert.type} ID ${
+        JSON.stringify(cert.keyId)
+      } serial ${cert.serial}`,
+    );
+    return cert;
+  } catch (e) {
+    log.warn(`Load certificate "${path}": ${(e as Error).message}`);
     return null;
   }
 }
@@ -224,8 +258,15 @@ export async function prepareIdentities(
 ): Promise<Identities> {
   const labels = new WeakMap<Signer, string>();
   const describe = (s: Signer): string => labels.get(s) ?? "key";
-  const label = (pub: PublicKey, name: string, suffix: string): string =>
-    `${name} ${typeLabel(pub.type)} ${pub.fingerprint()}${suffix}`;
+  const label = (
+    pub: PublicKey,
+    name: string,
+    suffix: string,
+    cert = false,
+  ): string =>
+    `${name} ${typeLabel(pub.type)}${
+      cert ? "-CERT" : ""
+    } ${pub.fingerprint()}${suffix}`;
   const log = options.log;
   const files: FileIdentity[] = [];
   for (const path of options.files) {
@@ -235,35 +276,72 @@ export async function prepareIdentities(
   const { agent, keys } = await agentKeys(options);
   const signers: Signer[] = [];
   const explicit = options.explicit ? " explicit" : "";
+  // As ssh(1): certificates for a key are offered just before the key.
+  const add = async (
+    signer: Signer,
+    name: string,
+    suffix: string,
+    file: string | null,
+  ): Promise<void> => {
+    const paths = [
+      ...(file === null ? [] : [`${file}-cert.pub`]),
+      ...(options.certificateFiles ?? []),
+    ];
+    const push = (base: Signer, text: string): void => {
+      const offered: Signer = {
+        publicKey: base.publicKey,
+        certificate: base.certificate,
+        sign: (data, algorithm) => {
+          log.debug(`Server accepts key: ${text}`);
+          return base.sign(data, algorithm);
+        },
+      };
+      labels.set(offered, text);
+      signers.push(offered);
+    };
+    for (const path of paths) {
+      const cert = await certificateFor(path, signer.publicKey, log);
+      if (cert === null) continue;
+      push(
+        withCertificate(signer, cert),
+        label(signer.publicKey, name, suffix, true),
+      );
+    }
+    push(signer, label(signer.publicKey, name, suffix));
+  };
 
   for (const key of keys) {
     const i = files.findIndex((f) => f.publicKey && sameKey(f.publicKey, key));
     let name: string;
+    let suffix: string;
+    let file: string | null = null;
     if (i >= 0) {
-      name = label(key, files[i].path, `${explicit} agent`);
+      file = name = files[i].path;
+      suffix = `${explicit} agent`;
       files.splice(i, 1);
     } else if (options.identitiesOnly) {
       continue;
     } else {
-      name = label(key, key.comment || options.agentPath!, " agent");
+      name = key.comment || options.agentPath!;
+      suffix = " agent";
     }
     const inner = agentSigner(agent!, key);
     const signer: Signer = {
       publicKey: key,
       sign: async (data, algorithm) => {
-        log.debug(`Server accepts key: ${name}`);
         try {
           return await inner.sign(data, algorithm);
         } catch (e) {
           log.debug(
-            `Agent failed to sign with ${name}: ${(e as Error).message}`,
+            `Agent failed to sign with ${label(key, name, suffix)}: ${
+              (e as Error).message
+            }`,
           );
           throw e;
         }
       },
     };
-    labels.set(signer, name);
-    signers.push(signer);
+    await add(signer, name, suffix, file);
   }
 
   for (const file of files) {
@@ -275,11 +353,9 @@ export async function prepareIdentities(
       if ((await unlock(file, options)) === null) continue;
       publicKey = file.key!.publicKey;
     }
-    const name = label(publicKey, file.path, explicit);
     const signer: Signer = {
       publicKey,
       sign: async (data, algorithm) => {
-        log.debug(`Server accepts key: ${name}`);
         const key = await unlock(file, options);
         if (key === null) {
           throw new Error(`Cannot load private key ${file.path}`);
@@ -292,8 +368,7 @@ export async function prepareIdentities(
         return key.sign(data, algorithm);
       },
     };
-    labels.set(signer, name);
-    signers.push(signer);
+    await add(signer, file.path, explicit, file.path);
   }
   for (const s of signers) log.debug(`Will attempt key: ${describe(s)}`);
   return {

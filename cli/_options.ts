@@ -24,6 +24,7 @@ export interface ConfigOption {
 /** ssh_config(5) options `fynx ssh` understands. */
 export const SSH_OPTION_NAMES: readonly string[] = [
   "BatchMode",
+  "CertificateFile",
   "Ciphers",
   "Compression",
   "ConnectTimeout",
@@ -59,6 +60,7 @@ export const SSHD_OPTION_NAMES: readonly string[] = [
   "Ciphers",
   "ClientAliveCountMax",
   "ClientAliveInterval",
+  "HostCertificate",
   "HostKey",
   "HostKeyAlgorithms",
   "KexAlgorithms",
@@ -70,6 +72,7 @@ export const SSHD_OPTION_NAMES: readonly string[] = [
   "PasswordAuthentication",
   "Port",
   "PubkeyAuthentication",
+  "TrustedUserCAKeys",
 ];
 
 /**

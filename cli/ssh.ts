@@ -11,6 +11,9 @@
 import { connect, type SshClient } from "../client.ts";
 import type { ClientSession, InteractiveChallenge } from "../client.ts";
 import { AuthError, DisconnectError, HostKeyError } from "../errors.ts";
+import { checkCertificate, formatCertTime, KnownHosts } from "../keys/mod.ts";
+import type { Certificate } from "../keys/mod.ts";
+import { sameBlob } from "../keys/certificate.ts";
 import type { PublicKey } from "../keys/types.ts";
 import { forwardAgent } from "../agent/mod.ts";
 import type { AlgorithmPreferences } from "../transport/algorithms.ts";
@@ -96,6 +99,8 @@ Options for -o (case-insensitive; "Name=value" or "Name value"):
   IdentityAgent SOCKET|none|SSH_AUTH_SOCK   Agent to use
   IdentitiesOnly yes|no            Agent keys only if they match -i files
   Port, User, IdentityFile, Hostname, LogLevel, RequestTTY
+  CertificateFile FILE             A certificate for one of the identities
+                                   (FILE-cert.pub beside a key is used too)
   PasswordAuthentication, PubkeyAuthentication,
   KbdInteractiveAuthentication yes|no, NumberOfPasswordPrompts N
 
@@ -135,6 +140,7 @@ interface SshConfig {
   identityAgent: string | undefined;
   /** ForwardAgent: yes/no or the socket to forward. */
   forwardAgent: boolean | string;
+  certificateFiles: string[];
   command: string | null;
   tty: number; // -t count
   noTty: boolean;
@@ -187,6 +193,7 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
     identitiesOnly: false,
     identityAgent: undefined,
     forwardAgent: false,
+    certificateFiles: [],
     command: null,
     tty: flagCount(values.tty),
     noTty: Boolean(values["no-tty"]),
@@ -306,6 +313,9 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
           break;
         case "ForwardAgent":
           cfg.forwardAgent = parseForwardAgent(v);
+          break;
+        case "CertificateFile":
+          cfg.certificateFiles.push(expandHome(v));
           break;
         case "PasswordAuthentication":
           cfg.passwordAuth = parseYesNo(v, o.name);
@@ -477,10 +487,22 @@ interface HostKeyState {
 function makeVerifier(cfg: SshConfig, out: Output, state: HostKeyState) {
   const name = knownHostName(cfg.host, cfg.port);
   const file = cfg.knownHostsFile;
-  return async (key: PublicKey): Promise<boolean> => {
+  return async (
+    key: PublicKey,
+    info?: { certificate?: Certificate },
+  ): Promise<boolean> => {
     const fp = key.fingerprint();
     const label = typeLabel(key.type);
-    out.debug(`Server host key: ${key.type} ${fp}`);
+    const cert = info?.certificate;
+    out.debug(
+      cert
+        ? `Server host certificate: ${cert.type} ${fp}, serial ${cert.serial} ID ${
+          JSON.stringify(cert.keyId)
+        } CA ${cert.signatureKey.type} ${cert.signatureKey.fingerprint()} valid ${
+          formatCertTime(cert.validAfter)
+        } to ${formatCertTime(cert.validBefore)}`
+        : `Server host key: ${key.type} ${fp}`,
+    );
     const fail = (lines: string[]): boolean => {
       for (const l of lines) out.error(l);
       state.failed = true;
@@ -494,6 +516,44 @@ function makeVerifier(cfg: SshConfig, out: Output, state: HostKeyState) {
         `Failed to read ${file}: ${(e as Error).message}`,
         "Host key verification failed.",
       ]);
+    }
+    if (cert) {
+      // A host certificate is trusted through an @cert-authority line for
+      // this host (sshd(8) SSH_KNOWN_HOSTS); without one, ssh(1) falls back
+      // to the plain key below. A trusted CA with an invalid certificate
+      // (expired, wrong host) fails outright, as in ssh(1).
+      const known = KnownHosts.parse(text);
+      const [h, p] = [cfg.host, cfg.port];
+      const caRevoked =
+        known.lookup(h, p, cert.signatureKey).status === "revoked";
+      const cas = caRevoked ? [] : known.certificateAuthorities(h, p);
+      const trusted = (ca: PublicKey) =>
+        cas.some((c) => c.type === ca.type && sameBlob(c, ca));
+      if (trusted(cert.signatureKey)) {
+        try {
+          checkCertificate(cert, {
+            type: "host",
+            principal: cfg.host,
+            trustedCa: trusted,
+          });
+        } catch (e) {
+          return fail([
+            `Certificate invalid: ${(e as Error).message}`,
+            "Host key verification failed.",
+          ]);
+        }
+        if (known.lookup(h, p, key).status === "revoked") {
+          return fail([
+            `The ${label} host key for ${name} is marked as revoked.`,
+            "Host key verification failed.",
+          ]);
+        }
+        out.debug(
+          `Host '${name}' is known and matches the ${label}-CERT host certificate.`,
+        );
+        return true;
+      }
+      out.debug("No matching CA found. Retry with plain key");
     }
     const result = checkKnownHost(text, name, key);
     if (result.status === "ok") {
@@ -766,6 +826,7 @@ export async function sshCommand(args: string[]): Promise<number> {
         files: cfg.identities,
         explicit: cfg.identitiesExplicit,
         identitiesOnly: cfg.identitiesOnly,
+        certificateFiles: cfg.certificateFiles,
         agentPath: agentSocketPath(cfg.identityAgent),
         prompt: prompts ? (q) => promptLine(q) : null,
         attempts: cfg.passwordPrompts,
