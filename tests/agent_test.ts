@@ -551,10 +551,22 @@ Deno.test({
       enc.path,
     ]);
     await Deno.remove(rsa.path);
+    await mustRun(SSH_KEYGEN, [
+      "-q",
+      "-t",
+      "ed25519",
+      "-N",
+      "",
+      "-f",
+      `${dir}/ca`,
+    ]);
     await using sshd = await startSshd({
       hostKeyTypes: ["ed25519"],
       authorizedKeys: [enc.publicLine],
-      config: ["PubkeyAcceptedAlgorithms ssh-ed25519,rsa-sha2-512"],
+      config: [
+        "PubkeyAcceptedAlgorithms ssh-ed25519,ssh-ed25519-cert-v01@openssh.com,rsa-sha2-512",
+        `TrustedUserCAKeys ${dir}/ca.pub`,
+      ],
     });
     const home = `${dir}/home`;
     await Deno.mkdir(home);
@@ -630,5 +642,34 @@ Deno.test({
       SSH_AUTH_SOCK: `${dir}/no-such-agent`,
     });
     assert.equal(r.code, 0, r.stderrText);
+
+    // A certificate beside the file (FILE-cert.pub), the key in the agent:
+    // the certificate is offered and the agent signs for it.
+    await Deno.writeTextFile(`${sshd.dir}/authorized_keys`, "");
+    await Deno.writeTextFile(enc.publicPath, enc.publicLine + "\n");
+    await mustRun(SSH_KEYGEN, [
+      "-q",
+      "-s",
+      `${dir}/ca`,
+      "-I",
+      "agent-cert",
+      "-n",
+      "root",
+      enc.publicPath,
+    ]);
+    r = await ssh(["-i", enc.path, "-o", "IdentitiesOnly=yes"]);
+    assert.equal(r.code, 0, r.stderrText);
+    assert.match(
+      r.stderrText,
+      new RegExp(
+        `Server accepts key: ${esc(enc.path)} ED25519-CERT ${
+          esc(fp(enc))
+        } explicit agent`,
+      ),
+    );
+    assert.match(
+      sshd.log(),
+      /Accepted publickey for root .*ED25519-CERT .*ID agent-cert/,
+    );
   },
 });
