@@ -26,6 +26,7 @@ import {
 } from "../keys/mod.ts";
 import type { PrivateKey, PublicKey } from "../keys/types.ts";
 import { findAuthorizedKey } from "../keys/authorized_key_options.ts";
+import { sftpSubsystem } from "../sftp/server.ts";
 import type { AlgorithmPreferences } from "../transport/algorithms.ts";
 import {
   expandHome,
@@ -66,6 +67,10 @@ Options:
                            (default: any name, all mapped to this user)
   --max-auth-tries N       Failed attempts per connection (default 6)
   --login-grace-time TIME  Seconds (or 1m, 1h30m) to authenticate (default 120)
+  --sftp-root DIR          Serve the sftp subsystem chroot-style under DIR
+                           (default: the whole file system, starting in $HOME)
+  --sftp-read-only         Refuse sftp requests that change files
+  --no-sftp                Do not serve the sftp subsystem
   -o OPTION=VALUE          sshd_config option; repeatable (see below)
   -q, --quiet              No log lines (only errors and "listening on")
   --help                   Show this help
@@ -96,6 +101,9 @@ const FLAGS: OptionTable = {
   "allow-user": { type: "string", multiple: true },
   "max-auth-tries": { type: "string" },
   "login-grace-time": { type: "string" },
+  "sftp-root": { type: "string" },
+  "sftp-read-only": { type: "boolean" },
+  "no-sftp": { type: "boolean" },
   option: { type: "string", short: "o", multiple: true },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
@@ -117,6 +125,8 @@ interface SshdConfig {
   banner: string | undefined;
   algorithms: Partial<AlgorithmPreferences>;
   quiet: boolean;
+  /** null: no sftp subsystem. */
+  sftp: { root: string; readOnly: boolean } | null;
 }
 
 function parseListen(text: string): { hostname: string; port: number } {
@@ -157,6 +167,12 @@ function parseSshdArgs(argv: string[]): SshdConfig | "help" {
     banner: undefined,
     algorithms: {},
     quiet: Boolean(values.quiet),
+    sftp: values["no-sftp"] ? null : {
+      root: values["sftp-root"] === undefined
+        ? "/"
+        : expandHome(String(values["sftp-root"])),
+      readOnly: Boolean(values["sftp-read-only"]),
+    },
   };
   let passwordAuth = true;
   try {
@@ -401,6 +417,15 @@ export async function sshdCommand(args: string[]): Promise<number> {
     console.error((e as Error).message);
     return 1;
   }
+  if (cfg.sftp !== null) {
+    const info = await Deno.stat(cfg.sftp.root).catch(() => null);
+    if (!info?.isDirectory) {
+      console.error(
+        `fynx sshd: --sftp-root ${cfg.sftp.root} is not a directory`,
+      );
+      return 1;
+    }
+  }
   if (cfg.pubkey) {
     try {
       await Deno.stat(cfg.authorizedKeys);
@@ -473,7 +498,16 @@ export async function sshdCommand(args: string[]): Promise<number> {
       keepaliveInterval: cfg.aliveInterval * 1000,
       keepaliveCountMax: cfg.aliveCountMax,
       maxStartups: cfg.maxStartups,
-      onSession: commandSessionHandler(),
+      onSession: commandSessionHandler({
+        subsystems: cfg.sftp === null ? {} : {
+          sftp: sftpSubsystem({
+            ...cfg.sftp,
+            // Like internal-sftp: relative paths start in the home directory.
+            home: cfg.sftp.root === "/" ? Deno.env.get("HOME") ?? "/" : "/",
+            onError: (e) => log(`sftp: ${e.message}`),
+          }),
+        },
+      }),
       onLog: (event) => log(formatEvent(event)),
     });
   } catch (e) {

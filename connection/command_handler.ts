@@ -33,6 +33,14 @@ export interface CommandSessionHandlerOptions {
    * @default 2000
    */
   killGraceMs?: number;
+  /**
+   * Subsystems served in-process, by name (e.g. `{ sftp:
+   * sftpSubsystem({ root: "/" }) }` from `@fynx/ssh/sftp`). The handler
+   * takes the session over: it serves it and sends the exit status. A
+   * forced command (`command=`) runs instead, as in sshd.
+   * @default {}
+   */
+  subsystems?: Record<string, (session: ServerSession) => void>;
 }
 
 const SIGNALS: ReadonlySet<string> = new Set([
@@ -101,7 +109,7 @@ function envAccepted(name: string, patterns: readonly string[]): boolean {
  *   (which goes in `SSH_ORIGINAL_COMMAND`), PTYs can be forbidden, and
  *   extra environment is set.
  *
- * Subsystems are refused.
+ * Subsystems are refused unless named in `subsystems`.
  *
  * @example Serve commands to a client (over two back-to-back connections)
  * ```ts
@@ -133,6 +141,7 @@ export function commandSessionHandler(
   const baseEnv = { ...options.env };
   const acceptEnv = options.acceptEnv ?? ["LANG", "LC_*"];
   const killGraceMs = options.killGraceMs ?? 2000;
+  const subsystems = { ...options.subsystems };
   return (session: ServerSession, context?: SessionContext): void => {
     new CommandSession(session, {
       shell,
@@ -140,6 +149,7 @@ export function commandSessionHandler(
       cwd: options.cwd ?? envGet("HOME"),
       acceptEnv,
       killGraceMs,
+      subsystems,
       restrictions: context?.auth?.restrictions ?? {},
     });
   };
@@ -151,6 +161,7 @@ interface Settings {
   cwd: string | undefined;
   acceptEnv: readonly string[];
   killGraceMs: number;
+  subsystems: Record<string, (session: ServerSession) => void>;
   restrictions: SessionRestrictions;
 }
 
@@ -229,6 +240,19 @@ class CommandSession {
           return this.#start(["-c", forced]);
         }
         return this.#start(req.type === "exec" ? ["-c", req.command] : ["-l"]);
+      }
+      case "subsystem": {
+        const forced = this.#settings.restrictions.forceCommand;
+        if (forced !== undefined) return this.#start(["-c", forced]);
+        const serve = Object.hasOwn(this.#settings.subsystems, req.name)
+          ? this.#settings.subsystems[req.name]
+          : undefined;
+        if (serve === undefined || this.#started || this.#session.isClosed) {
+          return false;
+        }
+        this.#started = true;
+        serve(this.#session);
+        return true;
       }
       default:
         return false;
