@@ -294,13 +294,20 @@ class SftpServer {
           if (framer.partial) throw new Violation("truncated packet at EOF");
           break;
         }
-        framer.push(value, (p) => packets.push(p));
+        // Packets before a bad length in the same chunk are still served.
+        let bad: unknown = null;
+        try {
+          framer.push(value, (p) => packets.push(p));
+        } catch (e) {
+          bad = e;
+        }
         while (packets.length > 0) {
           await this.#dispatch(packets.shift()!);
           if (this.#writeFailed) return;
           // Backpressure: wait while the client is not reading replies.
           await this.#writer.ready;
         }
+        if (bad !== null) throw bad;
       }
     } catch (e) {
       if (!this.#writeFailed) {
@@ -467,8 +474,8 @@ class SftpServer {
     this.#send(finishPacket(w));
   }
 
-  #handle(r: SshReader): Handle {
-    const bytes = r.string(MAX_HANDLE);
+  #handle(r: SshReader | Uint8Array): Handle {
+    const bytes = r instanceof Uint8Array ? r : r.string(MAX_HANDLE);
     const n = bytes.length === 4
       ? ((bytes[0] << 24) | (bytes[1] << 16) | (bytes[2] << 8) | bytes[3]) >>> 0
       : 0;
@@ -479,7 +486,7 @@ class SftpServer {
     return h;
   }
 
-  #fileHandle(r: SshReader): FileHandle {
+  #fileHandle(r: SshReader | Uint8Array): FileHandle {
     const h = this.#handle(r);
     if (h.kind !== "file") {
       throw new Refusal(SftpStatus.FAILURE, "Not a file handle");
@@ -560,8 +567,9 @@ class SftpServer {
         return this.#ok(id);
       }
       case FXP.FSETSTAT: {
-        const h = this.#fileHandle(r);
+        const handle = r.string(MAX_HANDLE);
         const attrs = readAttrs(r);
+        const h = this.#fileHandle(handle);
         this.#writable();
         await this.#setstat(
           await this.#follow(h.path),
@@ -708,9 +716,10 @@ class SftpServer {
   }
 
   async #read(id: number, r: SshReader): Promise<void> {
-    const h = this.#fileHandle(r);
+    const handle = r.string(MAX_HANDLE);
     const offset = Number(r.uint64());
     const len = Math.min(r.uint32(), MAX_DATA);
+    const h = this.#fileHandle(handle);
     if (!Number.isSafeInteger(offset)) {
       throw new Refusal(SftpStatus.FAILURE, "Offset too large");
     }
@@ -743,9 +752,10 @@ class SftpServer {
   }
 
   async #write(id: number, r: SshReader): Promise<void> {
-    const h = this.#fileHandle(r);
+    const handle = r.string(MAX_HANDLE);
     const offset = Number(r.uint64());
     const data = r.string(MAX_PACKET);
+    const h = this.#fileHandle(handle);
     this.#writable();
     if (!Number.isSafeInteger(offset)) {
       throw new Refusal(SftpStatus.FAILURE, "Offset too large");
@@ -904,11 +914,13 @@ class SftpServer {
   }
 
   async #copyData(id: number, r: SshReader): Promise<void> {
-    const src = this.#fileHandle(r);
+    const srcHandle = r.string(MAX_HANDLE);
     let readOffset = Number(r.uint64());
     const length = Number(r.uint64());
-    const dst = this.#fileHandle(r);
+    const dstHandle = r.string(MAX_HANDLE);
     let writeOffset = Number(r.uint64());
+    const src = this.#fileHandle(srcHandle);
+    const dst = this.#fileHandle(dstHandle);
     this.#writable();
     if (src === dst) {
       throw new Refusal(SftpStatus.FAILURE, "Source and target are the same");
