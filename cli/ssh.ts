@@ -109,7 +109,7 @@ const FLAGS: OptionTable = {
 type StrictMode = "yes" | "no" | "accept-new" | "ask";
 
 /** Everything `fynx ssh` was told, after parsing. */
-interface SshConfig {
+export interface SshConfig {
   host: string;
   port: number;
   user: string;
@@ -140,7 +140,7 @@ interface SshConfig {
 const NAME = "fynx";
 
 /** Parses `fynx ssh` arguments; throws {@linkcode UsageError} (code 255) on mistakes. */
-function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
+export function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
   const { options: optionArgs, positionals } = splitAtFirstPositional(
     argv,
     FLAGS,
@@ -354,7 +354,8 @@ function algorithmsForType(type: string): string[] {
   return [type];
 }
 
-class Output {
+/** Debug, warning and error lines on stderr, as ssh(1) prints them. */
+export class Output {
   constructor(readonly verbose: number, readonly quiet: boolean) {}
   debug(line: string): void {
     if (this.verbose > 0) console.error(`debug1: ${line}`);
@@ -481,7 +482,7 @@ const CHANGED_BANNER = [
 ];
 
 /** State the host key check leaves for the rest of the run. */
-interface HostKeyState {
+export interface HostKeyState {
   /** Set when the check failed; the message is already printed. */
   failed: boolean;
   /** Password-type methods disabled after a changed key with checking off. */
@@ -698,7 +699,7 @@ async function runSession(
 }
 
 /** Prints a connect()/auth failure the way ssh(1) words it. */
-function reportFailure(
+export function reportFailure(
   e: unknown,
   cfg: SshConfig,
   out: Output,
@@ -724,6 +725,116 @@ function reportFailure(
   } else {
     out.error(`${NAME}: ${(e as Error)?.message ?? String(e)}`);
   }
+}
+
+/**
+ * Loads identities, dials and connects as `cfg` says (known_hosts,
+ * StrictHostKeyChecking, passwords and keyboard-interactive prompts when
+ * allowed); what `fynx ssh` and `fynx sftp` share. Failures are thrown for
+ * {@linkcode reportFailure}.
+ */
+export async function sshConnect(
+  cfg: SshConfig,
+  out: Output,
+  hostState: HostKeyState,
+): Promise<SshClient> {
+  const privateKeys = await loadIdentities(cfg, out);
+  const algorithms: Partial<AlgorithmPreferences> = { ...cfg.algorithms };
+  const knownName = knownHostName(cfg.host, cfg.port);
+  if (!cfg.hostKeyAlgorithmsSet) {
+    // As OpenSSH: prefer the host key types already on record, so a host
+    // with several keys presents the one we know.
+    const known = knownKeyTypes(
+      await readKnownHosts(cfg.knownHostsFile).catch(() => ""),
+      knownName,
+    );
+    if (known.length > 0) {
+      const base = [...DEFAULT_ALGORITHMS.hostKey];
+      const preferred = known.flatMap(algorithmsForType).filter((a) =>
+        base.includes(a)
+      );
+      algorithms.hostKey = [
+        ...preferred,
+        ...base.filter((a) => !preferred.includes(a)),
+      ];
+    }
+  }
+  const prompts = !cfg.batch && hasTty();
+  const methods = [
+    ...(cfg.pubkeyAuth ? ["publickey"] : []),
+    ...(cfg.kbdAuth && prompts ? ["keyboard-interactive"] : []),
+    ...(cfg.passwordAuth && prompts ? ["password"] : []),
+  ];
+  let passwordAsked = 0;
+  const conn = await dial(cfg, out);
+  let client: SshClient;
+  try {
+    client = await connect({
+      transport: conn,
+      username: cfg.user,
+      privateKeys,
+      methods,
+      passwordAttempts: cfg.passwordPrompts,
+      password: prompts
+        ? () => {
+          if (hostState.noPasswords) return null;
+          if (passwordAsked++ > 0) {
+            out.error("Permission denied, please try again.");
+          }
+          return promptLine(`${cfg.user}@${cfg.host}'s password: `);
+        }
+        : undefined,
+      keyboardInteractive: prompts
+        ? async (challenge: InteractiveChallenge) => {
+          if (hostState.noPasswords) return null;
+          if (challenge.name) console.error(challenge.name);
+          if (challenge.instruction) console.error(challenge.instruction);
+          const answers: string[] = [];
+          for (const p of challenge.prompts) {
+            const a = await promptLine(p.prompt, p.echo);
+            if (a === null) return null;
+            answers.push(a);
+          }
+          return answers;
+        }
+        : undefined,
+      onBanner: (text) => {
+        if (!cfg.quiet) Deno.stderr.writeSync(new TextEncoder().encode(text));
+      },
+      verifyHostKey: makeVerifier(cfg, out, hostState),
+      algorithms,
+      connectTimeout: 0,
+      keepaliveInterval: cfg.aliveInterval * 1000,
+      keepaliveCountMax: cfg.aliveCountMax,
+    });
+  } catch (e) {
+    try {
+      conn.close();
+    } catch {
+      // Already closed by connect().
+    }
+    throw e;
+  }
+  if (cfg.verbose > 0) {
+    const a = client.algorithms;
+    out.debug(`Remote protocol version: ${client.serverVersion}`);
+    out.debug(`kex: algorithm: ${a.kex}`);
+    out.debug(`kex: host key algorithm: ${a.hostKey}`);
+    out.debug(
+      `kex: server->client cipher: ${a.cipherS2C} MAC: ${
+        a.macS2C ?? "<implicit>"
+      } compression: ${a.compS2C}`,
+    );
+    out.debug(
+      `kex: client->server cipher: ${a.cipherC2S} MAC: ${
+        a.macC2S ?? "<implicit>"
+      } compression: ${a.compC2S}`,
+    );
+    out.debug(
+      `Authenticated to ${cfg.host} ([${cfg.host}]:${cfg.port}) as ${cfg.user}.`,
+    );
+  }
+  return client;
 }
 
 /**
@@ -763,101 +874,7 @@ export async function sshCommand(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGTERM", onTerm);
   Deno.addSignalListener("SIGHUP", onHup);
   try {
-    const privateKeys = await loadIdentities(cfg, out);
-    const algorithms: Partial<AlgorithmPreferences> = { ...cfg.algorithms };
-    const knownName = knownHostName(cfg.host, cfg.port);
-    if (!cfg.hostKeyAlgorithmsSet) {
-      // As OpenSSH: prefer the host key types already on record, so a host
-      // with several keys presents the one we know.
-      const known = knownKeyTypes(
-        await readKnownHosts(cfg.knownHostsFile).catch(() => ""),
-        knownName,
-      );
-      if (known.length > 0) {
-        const base = [...DEFAULT_ALGORITHMS.hostKey];
-        const preferred = known.flatMap(algorithmsForType).filter((a) =>
-          base.includes(a)
-        );
-        algorithms.hostKey = [
-          ...preferred,
-          ...base.filter((a) => !preferred.includes(a)),
-        ];
-      }
-    }
-    const prompts = !cfg.batch && hasTty();
-    const methods = [
-      ...(cfg.pubkeyAuth ? ["publickey"] : []),
-      ...(cfg.kbdAuth && prompts ? ["keyboard-interactive"] : []),
-      ...(cfg.passwordAuth && prompts ? ["password"] : []),
-    ];
-    let passwordAsked = 0;
-    const conn = await dial(cfg, out);
-    try {
-      client = await connect({
-        transport: conn,
-        username: cfg.user,
-        privateKeys,
-        methods,
-        passwordAttempts: cfg.passwordPrompts,
-        password: prompts
-          ? () => {
-            if (hostState.noPasswords) return null;
-            if (passwordAsked++ > 0) {
-              out.error("Permission denied, please try again.");
-            }
-            return promptLine(`${cfg.user}@${cfg.host}'s password: `);
-          }
-          : undefined,
-        keyboardInteractive: prompts
-          ? async (challenge: InteractiveChallenge) => {
-            if (hostState.noPasswords) return null;
-            if (challenge.name) console.error(challenge.name);
-            if (challenge.instruction) console.error(challenge.instruction);
-            const answers: string[] = [];
-            for (const p of challenge.prompts) {
-              const a = await promptLine(p.prompt, p.echo);
-              if (a === null) return null;
-              answers.push(a);
-            }
-            return answers;
-          }
-          : undefined,
-        onBanner: (text) => {
-          if (!cfg.quiet) Deno.stderr.writeSync(new TextEncoder().encode(text));
-        },
-        verifyHostKey: makeVerifier(cfg, out, hostState),
-        algorithms,
-        connectTimeout: 0,
-        keepaliveInterval: cfg.aliveInterval * 1000,
-        keepaliveCountMax: cfg.aliveCountMax,
-      });
-    } catch (e) {
-      try {
-        conn.close();
-      } catch {
-        // Already closed by connect().
-      }
-      throw e;
-    }
-    if (cfg.verbose > 0) {
-      const a = client.algorithms;
-      out.debug(`Remote protocol version: ${client.serverVersion}`);
-      out.debug(`kex: algorithm: ${a.kex}`);
-      out.debug(`kex: host key algorithm: ${a.hostKey}`);
-      out.debug(
-        `kex: server->client cipher: ${a.cipherS2C} MAC: ${
-          a.macS2C ?? "<implicit>"
-        } compression: ${a.compS2C}`,
-      );
-      out.debug(
-        `kex: client->server cipher: ${a.cipherC2S} MAC: ${
-          a.macC2S ?? "<implicit>"
-        } compression: ${a.compC2S}`,
-      );
-      out.debug(
-        `Authenticated to ${cfg.host} ([${cfg.host}]:${cfg.port}) as ${cfg.user}.`,
-      );
-    }
+    client = await sshConnect(cfg, out, hostState);
   } catch (e) {
     reportFailure(e, cfg, out, hostState);
     Deno.removeSignalListener("SIGTERM", onTerm);
