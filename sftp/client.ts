@@ -6,8 +6,6 @@
  * @module
  */
 
-import type { SshClient } from "../client.ts";
-import type { ClientSession } from "../connection/session.ts";
 import type { SshReader } from "../wire/reader.ts";
 import {
   finishPacket,
@@ -36,6 +34,33 @@ export interface SftpStream {
   readable: ReadableStream<Uint8Array>;
   /** Bytes to the server. */
   writable: WritableStream<Uint8Array>;
+}
+
+/**
+ * What {@linkcode openSftp} needs from a session channel: an `SshClient`'s
+ * `ClientSession` is one.
+ */
+export interface SftpSubsystemChannel extends SftpStreamPair {
+  /** Asks the server to start subsystem `name`. */
+  subsystem(name: string): Promise<void>;
+  /** Diagnostics from the server side. */
+  readonly stderr: ReadableStream<Uint8Array>;
+  /** Closes the channel. */
+  close(): Promise<void>;
+}
+
+/** The standard streams of a session channel. */
+export interface SftpStreamPair {
+  /** Bytes to the server. */
+  readonly stdin: WritableStream<Uint8Array>;
+  /** Bytes from the server. */
+  readonly stdout: ReadableStream<Uint8Array>;
+}
+
+/** What {@linkcode openSftp} needs from a client: an `SshClient` is one. */
+export interface SftpSessionOpener {
+  /** Opens a new session channel. */
+  openSession(): Promise<SftpSubsystemChannel>;
 }
 
 /**
@@ -729,12 +754,26 @@ export class SftpClient {
         chunkSize: options.chunkSize,
         concurrency: options.concurrency,
       });
-      for await (const chunk of stream) {
+      // One local write in flight while the next chunk is pulled.
+      const sink = out;
+      const writeAll = async (chunk: Uint8Array) => {
         let pos = 0;
-        while (pos < chunk.length) pos += await out.write(chunk.subarray(pos));
+        while (pos < chunk.length) {
+          pos += await sink.write(chunk.subarray(pos));
+        }
         bytes += chunk.length;
         options.onProgress?.({ bytes, total });
+      };
+      let writing: Promise<void> = Promise.resolve();
+      try {
+        for await (const chunk of stream) {
+          await writing;
+          writing = writeAll(chunk);
+        }
+      } finally {
+        await writing.catch(() => {});
       }
+      await writing;
     } finally {
       out?.close();
       await file.close().catch(() => {});
@@ -801,10 +840,10 @@ let makeFile: (
  * returns an {@linkcode SftpClient}; closing it closes the channel.
  */
 export async function openSftp(
-  client: SshClient,
+  client: SftpSessionOpener,
   options: SftpClientOptions = {},
 ): Promise<SftpClient> {
-  const session: ClientSession = await client.openSession();
+  const session = await client.openSession();
   try {
     await session.subsystem("sftp");
   } catch (e) {
@@ -1459,16 +1498,29 @@ export class SftpFile {
       acked += p.length;
       options.onProgress?.({ bytes: acked, total: size });
     };
+    // Local data goes straight into the next WRITE packet, read while the
+    // previous one is being sent.
+    const readChunk = async (at: number) => {
+      const [packet, header] = this.#writePacket(at, chunk);
+      let filled = 0;
+      while (filled < chunk) {
+        const n = await input.read(packet.subarray(header + filled));
+        if (n === null) break;
+        filled += n;
+      }
+      return { packet, header, filled };
+    };
+    let reading:
+      | Promise<
+        { packet: Uint8Array; header: number; filled: number }
+      >
+      | null = readChunk(0);
     try {
-      for (;;) {
-        const [packet, at] = this.#writePacket(offset, chunk);
-        let filled = 0;
-        while (filled < chunk) {
-          const n = await input.read(packet.subarray(at + filled));
-          if (n === null) break;
-          filled += n;
-        }
+      while (reading !== null) {
+        const { packet, header: at, filled } = await reading;
+        reading = null;
         if (filled === 0) break;
+        if (filled === chunk) reading = readChunk(offset + filled);
         let out = packet;
         if (filled < chunk) {
           out = packet.subarray(0, at + filled);
@@ -1482,10 +1534,10 @@ export class SftpFile {
         pending.push({ reply, length: filled });
         await sent;
         while (pending.length >= depth) await settleOne();
-        if (filled < chunk) break;
       }
       while (pending.length > 0) await settleOne();
     } finally {
+      await (reading as Promise<unknown> | null)?.catch(() => {});
       await Promise.allSettled(pending.map((p) => p.reply));
     }
   }

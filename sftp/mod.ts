@@ -53,12 +53,20 @@ export {
   type SftpOpenMode,
   type SftpProgress,
   type SftpReadOptions,
+  type SftpSessionOpener,
+  type SftpStreamPair,
   type SftpStatVfs,
   type SftpStream,
+  type SftpSubsystemChannel,
   type SftpTransferOptions,
   type SftpWriteOptions,
 } from "./client.ts";
-export { serveSftp, type SftpServerOptions, sftpSubsystem } from "./server.ts";
+export {
+  serveSftp,
+  type SftpServerChannel,
+  type SftpServerOptions,
+  sftpSubsystem,
+} from "./server.ts";
 export {
   longName,
   modeString,

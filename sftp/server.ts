@@ -6,7 +6,6 @@
  * @module
  */
 
-import type { ServerSession } from "../connection/session.ts";
 import { SshReader } from "../wire/reader.ts";
 import {
   attrsFromFileInfo,
@@ -27,6 +26,23 @@ import {
   writeAttrs,
 } from "./_protocol.ts";
 import type { SftpStream } from "./client.ts";
+
+/**
+ * What {@linkcode sftpSubsystem} needs from a server session: a
+ * `ServerSession` is one.
+ */
+export interface SftpServerChannel {
+  /** Bytes from the client. */
+  readonly stdin: ReadableStream<Uint8Array>;
+  /** Bytes to the client. */
+  readonly stdout: WritableStream<Uint8Array>;
+  /** Diagnostics to the client. */
+  readonly stderr: WritableStream<Uint8Array>;
+  /** Whether the channel is closing or closed. */
+  readonly isClosed: boolean;
+  /** Sends the exit status, then EOF and CLOSE. */
+  exit(code: number): Promise<void>;
+}
 
 /** Options for {@linkcode serveSftp} and {@linkcode sftpSubsystem}. */
 export interface SftpServerOptions {
@@ -219,11 +235,11 @@ export async function serveSftp(
  */
 export function sftpSubsystem(
   options: SftpServerOptions,
-): (session: ServerSession) => void {
+): (session: SftpServerChannel) => void {
   if (typeof options?.root !== "string" || options.root === "") {
     throw new TypeError("sftpSubsystem: options.root is required");
   }
-  return (session: ServerSession): void => {
+  return (session: SftpServerChannel): void => {
     let failure: Error | null = null;
     const run = serveSftp(
       { readable: session.stdin, writable: session.stdout },
