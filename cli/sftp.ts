@@ -208,7 +208,10 @@ class ProgressBar {
     const elapsed = (now - this.#start) / 1000;
     const total = p.total ?? 0;
     const pct = total > 0 ? Math.floor((p.bytes / total) * 100) : 100;
-    const rate = final ? p.bytes / Math.max(elapsed, 1e-3) : this.#rate;
+    // The average so far until the first half-second sample exists.
+    const rate = final || this.#rate === 0
+      ? p.bytes / Math.max(elapsed, 1e-3)
+      : this.#rate;
     const tail = final
       ? `${formatTime(elapsed)}    `
       : `${formatTime(rate > 0 ? (total - p.bytes) / rate : NaN)} ETA`;
