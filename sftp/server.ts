@@ -26,6 +26,7 @@ import {
   writeAttrs,
 } from "./_protocol.ts";
 import type { SftpStream } from "./client.ts";
+import { statvfs, statvfsAvailable } from "./_statvfs.ts";
 
 /**
  * What {@linkcode sftpSubsystem} needs from a server session: a
@@ -185,8 +186,9 @@ function readIdNames(path: string): Map<number, string> {
  * OPENDIR/READDIR, REMOVE, MKDIR/RMDIR, REALPATH, RENAME, READLINK,
  * SYMLINK (OpenSSH argument order) and the extensions
  * `posix-rename@openssh.com`, `hardlink@openssh.com`, `fsync@openssh.com`,
- * `limits@openssh.com`, `expand-path@openssh.com`, `copy-data` and
- * `home-directory`.
+ * `limits@openssh.com`, `expand-path@openssh.com`, `copy-data`,
+ * `home-directory`, and `statvfs@openssh.com`/`fstatvfs@openssh.com` on
+ * 64-bit Linux when the `ffi` permission is granted.
  *
  * Containment is checked with `realpath` before each operation; a process
  * that can change the served tree at the same moment could race a check
@@ -280,6 +282,7 @@ class SftpServer {
   #users: Map<number, string> | null = null;
   #groups: Map<number, string> | null = null;
   #writeFailed = false;
+  readonly #statvfs = statvfsAvailable();
 
   constructor(stream: SftpStream, options: SftpServerOptions) {
     if (typeof options?.root !== "string" || options.root === "") {
@@ -379,6 +382,10 @@ class SftpServer {
       this.#initialized = true;
       const w = startPacket(FXP.VERSION, null, 256).uint32(3);
       for (const [name, version] of EXTENSIONS) w.string(name).string(version);
+      if (this.#statvfs) {
+        w.string("statvfs@openssh.com").string("2");
+        w.string("fstatvfs@openssh.com").string("2");
+      }
       this.#send(finishPacket(w));
       return;
     }
@@ -924,6 +931,23 @@ class SftpServer {
       }
       case "copy-data":
         return await this.#copyData(id, r);
+      case "statvfs@openssh.com":
+      case "fstatvfs@openssh.com": {
+        const real = name === "statvfs@openssh.com"
+          ? await this.#follow(this.#virtual(r))
+          : await this.#follow(this.#fileHandle(r).path);
+        if (!this.#statvfs) throw new Refusal(SftpStatus.OP_UNSUPPORTED);
+        const v = statvfs(real);
+        const w = startPacket(FXP.EXTENDED_REPLY, id, 96);
+        w.uint64(v.bsize).uint64(v.frsize).uint64(v.blocks).uint64(v.bfree)
+          .uint64(v.bavail).uint64(v.files).uint64(v.ffree).uint64(v.favail)
+          .uint64(v.fsid)
+          // Only ST_RDONLY (1) and ST_NOSUID (2) are defined on the wire;
+          // a read-only server reports itself read-only.
+          .uint64((v.flag & 3n) | (this.#readOnly ? 1n : 0n))
+          .uint64(v.namemax);
+        return this.#send(finishPacket(w));
+      }
       default:
         throw new Refusal(SftpStatus.OP_UNSUPPORTED);
     }

@@ -153,6 +153,8 @@ Deno.test({
         "-rm does-not-exist",
         "cd ..",
         "ls /docs",
+        "df /",
+        "df -h /docs",
         "!true",
       ], f.dir);
       ok(r);
@@ -161,6 +163,8 @@ Deno.test({
       assert.match(out, /Local working directory: /);
       assert.match(out, /hello\.txt/);
       assert.match(out, /-rw-r--r-- .* hello\.txt/);
+      // statvfs@openssh.com, through FFI (the test permissions allow it).
+      assert.match(out, /Size +Used +Avail +\(root\) +%Capacity/);
       assert.equal(
         await Deno.readTextFile(`${f.root}/docs/hello.txt`),
         "hello sftp\n",
@@ -423,6 +427,8 @@ Deno.test({
         await f.fsync();
         await f.close();
         assert.equal(await sftp.expandPath("~"), "/");
+        const vfs = await sftp.statvfs("/");
+        assert.ok(vfs.bsize > 0 && vfs.blocks > 0 && vfs.namemax >= 255);
         await sftp.hardlink("/x.bin", "/z.bin");
         assert.equal((await Deno.stat(`${dir}/z.bin`)).nlink, 2);
         await sftp.close();
