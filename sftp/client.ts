@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { SshReader } from "../wire/reader.ts";
+import { SshReader } from "../wire/reader.ts";
 import {
   finishPacket,
   FXP,
@@ -18,8 +18,7 @@ import {
   MAX_PATH,
   OpenFlags,
   PacketFramer,
-  packetReader,
-  readAttrs,
+  readAttrs as decodeAttrs,
   type SftpAttributes,
   SftpStatus,
   startPacket,
@@ -367,7 +366,7 @@ export class SftpClient {
     const conn = new Conn(stream, maxPacket);
     try {
       const hello = await conn.hello();
-      const r = packetReader(hello, "SSH_FXP_VERSION");
+      const r = replyReader(hello, "SSH_FXP_VERSION");
       const version = r.uint32();
       const extensions = new Map<string, string>();
       while (r.remaining > 0) {
@@ -862,6 +861,80 @@ export async function openSftp(
   );
 }
 
+/** Turns a decoding failure of a server's packet into BAD_MESSAGE. */
+function badMessage(e: unknown): unknown {
+  if (e instanceof SftpError) return e;
+  if (e instanceof RangeError || e instanceof SyntaxError) {
+    return new SftpError(
+      `Malformed data from the SFTP server: ${e.message}`,
+      SftpStatus.BAD_MESSAGE,
+      { cause: e },
+    );
+  }
+  return e;
+}
+
+/**
+ * A reader over a server's packet whose bound and format errors are
+ * {@linkcode SftpError}s with BAD_MESSAGE, whatever method hits them.
+ */
+class ReplyReader extends SshReader {
+  override byte(): number {
+    try {
+      return super.byte();
+    } catch (e) {
+      throw badMessage(e);
+    }
+  }
+  override uint32(): number {
+    try {
+      return super.uint32();
+    } catch (e) {
+      throw badMessage(e);
+    }
+  }
+  override uint64(): bigint {
+    try {
+      return super.uint64();
+    } catch (e) {
+      throw badMessage(e);
+    }
+  }
+  override raw(n: number): Uint8Array {
+    try {
+      return super.raw(n);
+    } catch (e) {
+      throw badMessage(e);
+    }
+  }
+  override string(max?: number): Uint8Array {
+    try {
+      return super.string(max);
+    } catch (e) {
+      throw badMessage(e);
+    }
+  }
+  override utf8(max?: number): string {
+    try {
+      return super.utf8(max);
+    } catch (e) {
+      throw badMessage(e);
+    }
+  }
+}
+
+function replyReader(packet: Uint8Array, what: string): SshReader {
+  return new ReplyReader(packet.subarray(1), what);
+}
+
+function readAttrs(r: SshReader): SftpAttributes {
+  try {
+    return decodeAttrs(r);
+  } catch (e) {
+    throw badMessage(e);
+  }
+}
+
 /** The request/reply machinery over one stream pair. */
 class Conn {
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
@@ -988,7 +1061,7 @@ class Conn {
     this.#waiting.delete(id);
     w.resolve({
       type,
-      r: packetReader(packet.subarray(4), FXP_NAMES[type] ?? `type ${type}`),
+      r: replyReader(packet.subarray(4), FXP_NAMES[type] ?? `type ${type}`),
     });
   }
 
@@ -1282,16 +1355,13 @@ export class SftpFile {
     offsetArg(offset, "offset");
     const size = this.#client.writeSize;
     const replies: Promise<Reply>[] = [];
-    for (
-      let pos = 0;
-      pos < data.length || (pos === 0 && replies.length === 0);
-      pos += size
-    ) {
+    for (let pos = 0; pos < data.length; pos += size) {
       const n = Math.min(size, data.length - pos);
       const [packet, at] = this.#writePacket(offset + pos, n);
       packet.set(data.subarray(pos, pos + n), at);
-      replies.push(this.#conn.request(packet));
-      if (data.length === 0) break;
+      const reply = this.#conn.request(packet);
+      reply.catch(() => {});
+      replies.push(reply);
     }
     for (const r of replies) expectStatus(await r, "write", this.path);
   }

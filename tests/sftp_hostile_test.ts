@@ -7,12 +7,20 @@
  * whose replies are not read.
  *
  * Every violation must end that SFTP session cleanly (exit status 1 with
- * the reason on stderr) and leave the server serving new sessions.
+ * the reason on stderr) and leave the server serving new sessions. The
+ * other way round, a fake server checks that our client bounds what a
+ * server sends.
  */
 import assert from "node:assert/strict";
 import { commandSessionHandler } from "../server.ts";
 import type { ClientSession } from "../connection/session.ts";
-import { openSftp, SftpStatus, sftpSubsystem } from "../sftp/mod.ts";
+import {
+  openSftp,
+  SftpClient,
+  SftpError,
+  SftpStatus,
+  sftpSubsystem,
+} from "../sftp/mod.ts";
 import { FXP, PacketFramer } from "../sftp/_protocol.ts";
 import { SshWriter } from "../wire/writer.ts";
 import { connectPair, type Pair } from "./_helpers.ts";
@@ -367,4 +375,110 @@ Deno.test("sftp hostile: a flood of requests whose replies are not read", async 
     await raw.close();
     await stillServes(pair);
   });
+});
+
+/** A fake server: answers INIT, then hands each request to `reply`. */
+async function fakeServer(
+  reply: (request: Uint8Array) => Uint8Array[],
+): Promise<{ sftp: SftpClient; done: Promise<void> }> {
+  const up = new TransformStream<Uint8Array, Uint8Array>();
+  const down = new TransformStream<Uint8Array, Uint8Array>();
+  const done = (async () => {
+    const w = down.writable.getWriter();
+    const framer = new PacketFramer();
+    const requests: Uint8Array[] = [];
+    try {
+      for await (const chunk of up.readable) {
+        framer.push(chunk, (p) => requests.push(p.slice()));
+        while (requests.length > 0) {
+          const p = requests.shift()!;
+          const out = p[0] === FXP.INIT
+            ? [packet(FXP.VERSION, (x) => x.uint32(3))]
+            : reply(p);
+          for (const o of out) await w.write(o);
+        }
+      }
+      await w.close();
+    } catch {
+      await w.abort().catch(() => {});
+    }
+  })();
+  const sftp = await SftpClient.open({
+    readable: down.readable,
+    writable: up.writable,
+  });
+  return { sftp, done };
+}
+
+function idOf(request: Uint8Array): number {
+  return new DataView(request.buffer, request.byteOffset).getUint32(1);
+}
+
+Deno.test("sftp hostile server: our client bounds what a server sends", async () => {
+  const cases: [string, (req: Uint8Array) => Uint8Array[], RegExp][] = [
+    [
+      "NAME count far beyond the packet",
+      (
+        req,
+      ) => [packet(FXP.NAME, (w) => w.uint32(idOf(req)).uint32(0xffff_ffff))],
+      /entries do not fit/,
+    ],
+    [
+      "a reply to a request never made",
+      () => [packet(FXP.STATUS, (w) => w.uint32(999_999).uint32(0))],
+      /unknown request 999999/,
+    ],
+    [
+      "a 4 GiB packet length",
+      () => [lengthOnly(0xffff_ffff, [FXP.DATA])],
+      /exceeds the limit/,
+    ],
+    [
+      "a string longer than its packet",
+      (req) => [
+        packet(
+          FXP.NAME,
+          (w) =>
+            w.uint32(idOf(req)).uint32(1).uint32(0x7fff_ffff).raw(
+              new Uint8Array(64),
+            ),
+        ),
+      ],
+      /Malformed|do not fit/,
+    ],
+  ];
+  for (const [what, reply, reason] of cases) {
+    const { sftp, done } = await fakeServer(reply);
+    const e = await sftp.realpath(".").catch((e) => e);
+    assert.ok(e instanceof SftpError, `${what}: ${e}`);
+    assert.match(e.message, reason, what);
+    assert.ok(
+      e.code === SftpStatus.BAD_MESSAGE ||
+        e.code === SftpStatus.CONNECTION_LOST,
+      `${what}: code ${e.code}`,
+    );
+    await sftp.close();
+    await done;
+  }
+  // A DATA reply longer than the read asked for is refused.
+  const { sftp, done } = await fakeServer((req) =>
+    req[0] === FXP.OPEN
+      ? [packet(FXP.HANDLE, (w) => w.uint32(idOf(req)).string("h"))]
+      : req[0] === FXP.READ
+      ? [
+        packet(
+          FXP.DATA,
+          (w) => w.uint32(idOf(req)).string(new Uint8Array(100)),
+        ),
+      ]
+      : [packet(FXP.STATUS, (w) => w.uint32(idOf(req)).uint32(0))]
+  );
+  const f = await sftp.open("/x", "r");
+  const e = await new Response(f.createReadable({ chunkSize: 10 }))
+    .arrayBuffer()
+    .catch((e) => e);
+  assert.match(String(e), /sent 100 bytes for a read of 10/);
+  await f.close();
+  await sftp.close();
+  await done;
 });
