@@ -129,7 +129,7 @@ const FLAGS: OptionTable = {
 type StrictMode = "yes" | "no" | "accept-new" | "ask";
 
 /** Everything `fynx ssh` was told, after parsing. */
-interface SshConfig {
+export interface SshConfig {
   host: string;
   port: number;
   user: string;
@@ -166,7 +166,7 @@ interface SshConfig {
 const NAME = "fynx";
 
 /** Parses `fynx ssh` arguments; throws {@linkcode UsageError} (code 255) on mistakes. */
-function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
+export function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
   const { options: optionArgs, positionals } = splitAtFirstPositional(
     argv,
     FLAGS,
@@ -399,7 +399,8 @@ function algorithmsForType(type: string): string[] {
   return [type];
 }
 
-class Output {
+/** Debug, warning and error lines on stderr, as ssh(1) prints them. */
+export class Output {
   constructor(readonly verbose: number, readonly quiet: boolean) {}
   debug(line: string): void {
     if (this.verbose > 0) console.error(`debug1: ${line}`);
@@ -476,7 +477,7 @@ const CHANGED_BANNER = [
 ];
 
 /** State the host key check leaves for the rest of the run. */
-interface HostKeyState {
+export interface HostKeyState {
   /** Set when the check failed; the message is already printed. */
   failed: boolean;
   /** Password-type methods disabled after a changed key with checking off. */
@@ -754,7 +755,7 @@ async function runSession(
 }
 
 /** Prints a connect()/auth failure the way ssh(1) words it. */
-function reportFailure(
+export function reportFailure(
   e: unknown,
   cfg: SshConfig,
   out: Output,
@@ -783,42 +784,18 @@ function reportFailure(
 }
 
 /**
- * Runs `fynx ssh` with `args` (the words after `ssh`) and returns the exit
- * status. Prints usage errors as one line on stderr (status 255).
+ * Loads identities, dials and connects as `cfg` says (known_hosts,
+ * StrictHostKeyChecking, passwords and keyboard-interactive prompts when
+ * allowed); what `fynx ssh` and `fynx sftp` share. Failures are thrown for
+ * {@linkcode reportFailure}.
  */
-export async function sshCommand(args: string[]): Promise<number> {
-  let parsed: ReturnType<typeof parseSshArgs>;
-  try {
-    parsed = parseSshArgs(args);
-  } catch (e) {
-    console.error((e as Error).message);
-    return e instanceof UsageError ? e.code : 255;
-  }
-  if (parsed === "help") {
-    console.log(SSH_USAGE);
-    return 0;
-  }
-  if (parsed === "version") {
-    console.error("fynx ssh (@fynx/ssh)");
-    return 0;
-  }
-  const cfg = parsed;
-  const out = new Output(cfg.verbose, cfg.quiet);
-  const hostState: HostKeyState = { failed: false, noPasswords: false };
-  let client: SshClient | null = null;
+export async function sshConnect(
+  cfg: SshConfig,
+  out: Output,
+  hostState: HostKeyState,
+): Promise<SshClient> {
   let identities: Identities | null = null;
-  const onTerm = () => {
-    restoreTerminal();
-    out.error("Killed by signal 15.");
-    client?.close().catch(() => {});
-    Deno.exit(255);
-  };
-  const onHup = () => {
-    restoreTerminal();
-    Deno.exit(255);
-  };
-  Deno.addSignalListener("SIGTERM", onTerm);
-  Deno.addSignalListener("SIGHUP", onHup);
+  let client: SshClient;
   try {
     const prompts = !cfg.batch && hasTty();
     if (cfg.pubkeyAuth) {
@@ -928,14 +905,56 @@ export async function sshCommand(args: string[]): Promise<number> {
         `Authenticated to ${cfg.host} ([${cfg.host}]:${cfg.port}) as ${cfg.user}.`,
       );
     }
+  } finally {
+    // Signing is over once authenticated; forwarding connects anew.
+    identities?.close();
+  }
+  return client;
+}
+
+/**
+ * Runs `fynx ssh` with `args` (the words after `ssh`) and returns the exit
+ * status. Prints usage errors as one line on stderr (status 255).
+ */
+export async function sshCommand(args: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseSshArgs>;
+  try {
+    parsed = parseSshArgs(args);
+  } catch (e) {
+    console.error((e as Error).message);
+    return e instanceof UsageError ? e.code : 255;
+  }
+  if (parsed === "help") {
+    console.log(SSH_USAGE);
+    return 0;
+  }
+  if (parsed === "version") {
+    console.error("fynx ssh (@fynx/ssh)");
+    return 0;
+  }
+  const cfg = parsed;
+  const out = new Output(cfg.verbose, cfg.quiet);
+  const hostState: HostKeyState = { failed: false, noPasswords: false };
+  let client: SshClient | null = null;
+  const onTerm = () => {
+    restoreTerminal();
+    out.error("Killed by signal 15.");
+    client?.close().catch(() => {});
+    Deno.exit(255);
+  };
+  const onHup = () => {
+    restoreTerminal();
+    Deno.exit(255);
+  };
+  Deno.addSignalListener("SIGTERM", onTerm);
+  Deno.addSignalListener("SIGHUP", onHup);
+  try {
+    client = await sshConnect(cfg, out, hostState);
   } catch (e) {
     reportFailure(e, cfg, out, hostState);
     Deno.removeSignalListener("SIGTERM", onTerm);
     Deno.removeSignalListener("SIGHUP", onHup);
     return 255;
-  } finally {
-    // Signing is over once authenticated; forwarding connects anew.
-    identities?.close();
   }
   try {
     const code = await runSession(client, cfg, out);

@@ -30,6 +30,7 @@ import {
   findAuthorizedKey,
 } from "../keys/authorized_key_options.ts";
 import { type Certificate, parseCertificateText } from "../keys/certificate.ts";
+import { sftpSubsystem } from "../sftp/server.ts";
 import type { AlgorithmPreferences } from "../transport/algorithms.ts";
 import {
   expandHome,
@@ -70,6 +71,10 @@ Options:
                            (default: any name, all mapped to this user)
   --max-auth-tries N       Failed attempts per connection (default 6)
   --login-grace-time TIME  Seconds (or 1m, 1h30m) to authenticate (default 120)
+  --sftp-root DIR          Serve the sftp subsystem chroot-style under DIR
+                           (default: the whole file system, starting in $HOME)
+  --sftp-read-only         Refuse sftp requests that change files
+  --no-sftp                Do not serve the sftp subsystem
   -o OPTION=VALUE          sshd_config option; repeatable (see below)
   -q, --quiet              No log lines (only errors and "listening on")
   --help                   Show this help
@@ -103,6 +108,9 @@ const FLAGS: OptionTable = {
   "allow-user": { type: "string", multiple: true },
   "max-auth-tries": { type: "string" },
   "login-grace-time": { type: "string" },
+  "sftp-root": { type: "string" },
+  "sftp-read-only": { type: "boolean" },
+  "no-sftp": { type: "boolean" },
   option: { type: "string", short: "o", multiple: true },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
@@ -127,6 +135,8 @@ interface SshdConfig {
   algorithms: Partial<AlgorithmPreferences>;
   quiet: boolean;
   agentForwarding: boolean;
+  /** null: no sftp subsystem. */
+  sftp: { root: string; readOnly: boolean } | null;
 }
 
 function parseListen(text: string): { hostname: string; port: number } {
@@ -170,6 +180,12 @@ function parseSshdArgs(argv: string[]): SshdConfig | "help" {
     algorithms: {},
     quiet: Boolean(values.quiet),
     agentForwarding: true,
+    sftp: values["no-sftp"] ? null : {
+      root: values["sftp-root"] === undefined
+        ? "/"
+        : expandHome(String(values["sftp-root"])),
+      readOnly: Boolean(values["sftp-read-only"]),
+    },
   };
   let passwordAuth = true;
   try {
@@ -429,6 +445,15 @@ export async function sshdCommand(args: string[]): Promise<number> {
     console.error((e as Error).message);
     return 1;
   }
+  if (cfg.sftp !== null) {
+    const info = await Deno.stat(cfg.sftp.root).catch(() => null);
+    if (!info?.isDirectory) {
+      console.error(
+        `fynx sshd: --sftp-root ${cfg.sftp.root} is not a directory`,
+      );
+      return 1;
+    }
+  }
   if (cfg.pubkey) {
     try {
       await Deno.stat(cfg.authorizedKeys);
@@ -534,6 +559,14 @@ export async function sshdCommand(args: string[]): Promise<number> {
       maxStartups: cfg.maxStartups,
       onSession: commandSessionHandler({
         agentForwarding: cfg.agentForwarding,
+        subsystems: cfg.sftp === null ? {} : {
+          sftp: sftpSubsystem({
+            ...cfg.sftp,
+            // Like internal-sftp: relative paths start in the home directory.
+            home: cfg.sftp.root === "/" ? Deno.env.get("HOME") ?? "/" : "/",
+            onError: (e) => log(`sftp: ${e.message}`),
+          }),
+        },
       }),
       onLog: (event) => log(formatEvent(event)),
     });

@@ -42,6 +42,14 @@ export interface CommandSessionHandlerOptions {
    * @default true
    */
   agentForwarding?: boolean;
+  /**
+   * Subsystems served in-process, by name (e.g. `{ sftp:
+   * sftpSubsystem({ root: "/" }) }` from `@fynx/ssh/sftp`). The handler
+   * takes the session over: it serves it and sends the exit status. A
+   * forced command (`command=`) runs instead, as in sshd.
+   * @default {}
+   */
+  subsystems?: Record<string, (session: ServerSession) => void>;
 }
 
 const SIGNALS: ReadonlySet<string> = new Set([
@@ -115,7 +123,7 @@ function envAccepted(name: string, patterns: readonly string[]): boolean {
  *   the session ends. Without forwarding, `SSH_AUTH_SOCK` is removed from
  *   what children inherit from this process.
  *
- * Subsystems are refused.
+ * Subsystems are refused unless named in `subsystems`.
  *
  * @example Serve commands to a client (over two back-to-back connections)
  * ```ts
@@ -148,6 +156,7 @@ export function commandSessionHandler(
   const acceptEnv = options.acceptEnv ?? ["LANG", "LC_*"];
   const killGraceMs = options.killGraceMs ?? 2000;
   const agentForwarding = options.agentForwarding ?? true;
+  const subsystems = { ...options.subsystems };
   return (session: ServerSession, context?: SessionContext): void => {
     new CommandSession(session, {
       shell,
@@ -156,6 +165,7 @@ export function commandSessionHandler(
       acceptEnv,
       killGraceMs,
       agentForwarding,
+      subsystems,
       restrictions: context?.auth?.restrictions ?? {},
     });
   };
@@ -168,6 +178,7 @@ interface Settings {
   acceptEnv: readonly string[];
   killGraceMs: number;
   agentForwarding: boolean;
+  subsystems: Record<string, (session: ServerSession) => void>;
   restrictions: SessionRestrictions;
 }
 
@@ -249,6 +260,19 @@ class CommandSession {
           return this.#start(["-c", forced]);
         }
         return this.#start(req.type === "exec" ? ["-c", req.command] : ["-l"]);
+      }
+      case "subsystem": {
+        const forced = this.#settings.restrictions.forceCommand;
+        if (forced !== undefined) return this.#start(["-c", forced]);
+        const serve = Object.hasOwn(this.#settings.subsystems, req.name)
+          ? this.#settings.subsystems[req.name]
+          : undefined;
+        if (serve === undefined || this.#started || this.#session.isClosed) {
+          return false;
+        }
+        this.#started = true;
+        serve(this.#session);
+        return true;
       }
       default:
         return false;
