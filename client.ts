@@ -44,6 +44,7 @@
  * @module
  */
 import { type ClientAuthOptions, runClientAuth } from "./auth/client.ts";
+export { withCertificate } from "./auth/client.ts";
 import { Inbox } from "./auth/_inbox.ts";
 import { Connection } from "./connection/connection.ts";
 import type {
@@ -55,6 +56,7 @@ import type {
 } from "./connection/mod.ts";
 import { DisconnectError } from "./errors.ts";
 import type { PublicKey } from "./keys/types.ts";
+import type { Certificate } from "./keys/certificate.ts";
 import type { AlgorithmPreferences } from "./transport/algorithms.ts";
 import {
   type Duplex,
@@ -156,6 +158,11 @@ export class SshClient {
   /** The server's host key. */
   get hostKey(): PublicKey {
     return this.#transport.hostKey!;
+  }
+
+  /** The host certificate the server presented, if it presented one. */
+  get hostCertificate(): Certificate | null {
+    return this.#transport.hostCertificate;
   }
 
   /** The server's identification line, e.g. `SSH-2.0-OpenSSH_9.2p1`. */

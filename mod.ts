@@ -23,7 +23,12 @@
  *
  * @module
  */
-export { connect, type ConnectOptions, SshClient } from "./client.ts";
+export {
+  connect,
+  type ConnectOptions,
+  SshClient,
+  withCertificate,
+} from "./client.ts";
 export type {
   ClientAuthOptions,
   InteractiveChallenge,
@@ -48,14 +53,6 @@ export type {
   ServerAuthResult,
 } from "./auth/server.ts";
 export * from "./connection/mod.ts";
-export {
-  addressAllowed,
-  type AuthorizedKeyMatch,
-  findAuthorizedKey,
-  type FindAuthorizedKeyOptions,
-  type KeyOptions,
-  parseKeyOptions,
-} from "./keys/authorized_key_options.ts";
 export {
   AuthError,
   ChannelOpenError,

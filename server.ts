@@ -36,6 +36,7 @@ import type { IncomingChannel, ServerSession } from "./connection/mod.ts";
 import { DisconnectError } from "./errors.ts";
 import { SIGNATURE_ALGORITHMS } from "./keys/mod.ts";
 import type { PrivateKey } from "./keys/types.ts";
+import type { Certificate } from "./keys/certificate.ts";
 import type { AlgorithmPreferences } from "./transport/algorithms.ts";
 import { type Duplex, Transport } from "./transport/transport.ts";
 import { DisconnectReason, Msg } from "./wire/messages.ts";
@@ -82,6 +83,12 @@ export interface ConnectionInfo {
 export interface ServerConnectionOptions extends ServerAuthOptions {
   /** Host keys to offer (one per type is typical). */
   hostKeys: readonly PrivateKey[];
+  /**
+   * OpenSSH host certificates for some of `hostKeys` (sshd
+   * `HostCertificate`); clients that trust the CA accept the host without a
+   * known_hosts entry for its key.
+   */
+  hostCertificates?: readonly Certificate[];
   /** Algorithm preferences; the defaults are the hardened set. */
   algorithms?: Partial<AlgorithmPreferences>;
   /**
@@ -168,6 +175,7 @@ export function acceptConnection(
   const transport = new Transport(duplex, {
     side: "server",
     hostKeys: options.hostKeys,
+    hostCertificates: options.hostCertificates,
     algorithms: options.algorithms,
     rekeyBytes: options.rekeyBytes,
     rekeyInterval: options.rekeyInterval,

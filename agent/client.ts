@@ -99,7 +99,7 @@ const encoder = new TextEncoder();
  *
  * @example Sign with the first key of the user's agent
  * ```ts ignore
- * import { AgentClient } from "@fynx/ssh";
+ * import { AgentClient } from "@fynx/ssh/agent";
  *
  * const agent = await AgentClient.connect(); // $SSH_AUTH_SOCK
  * try {
@@ -478,7 +478,7 @@ export class AgentClient {
  *
  * @example
  * ```ts ignore
- * import { AgentClient, agentSigner } from "@fynx/ssh";
+ * import { AgentClient, agentSigner } from "@fynx/ssh/agent";
  *
  * const agent = await AgentClient.connect();
  * const signers = (await agent.listIdentities()).map((id) => agentSigner(agent, id));

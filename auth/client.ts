@@ -5,6 +5,7 @@
  */
 import { AuthError, DisconnectError } from "../errors.ts";
 import type { PublicKey } from "../keys/types.ts";
+import { type Certificate, certificateAlgorithm } from "../keys/certificate.ts";
 import { DisconnectReason, Msg } from "../wire/messages.ts";
 import { SshReader } from "../wire/reader.ts";
 import { SshWriter } from "../wire/writer.ts";
@@ -36,6 +37,12 @@ export interface InteractiveChallenge {
 export interface Signer {
   /** The public half, sent to the server. */
   readonly publicKey: PublicKey;
+  /**
+   * An OpenSSH certificate for {@linkcode Signer.publicKey}: when set, it is
+   * sent instead of the plain key (PROTOCOL.certkeys), e.g. from
+   * {@linkcode withCertificate}.
+   */
+  readonly certificate?: Certificate;
   /** Returns the signature blob (`string algorithm || string signature`). */
   sign(data: Uint8Array, algorithm?: string): Uint8Array | Promise<Uint8Array>;
 }
@@ -54,6 +61,11 @@ export interface ClientAuthOptions {
   ) => string[] | null | Promise<string[] | null>;
   /** Called with the server's banner (RFC 4252 section 5.4). */
   onBanner?: (message: string) => void;
+  /**
+   * Called as each key of `privateKeys` is offered to the server (for logs,
+   * like `ssh -v`'s "Offering public key").
+   */
+  onPublicKeyOffer?: (signer: Signer) => void;
   /** Asked for a new password when the server requires a change; null to give up. */
   onPasswordChange?: (prompt: string) => string | null | Promise<string | null>;
   /**
@@ -153,8 +165,14 @@ export async function runClientAuth(
     }
     if (next === "publickey") {
       const key = keys.shift()!;
-      const algorithm = pickSignatureAlgorithm(key, link.serverSigAlgs);
-      const blob = key.publicKey.blob;
+      // server-sig-algs lists plain algorithms; a certificate is sent under
+      // the certificate name of the plain one chosen (as OpenSSH does).
+      const keyAlgorithm = pickSignatureAlgorithm(key, link.serverSigAlgs);
+      const algorithm = key.certificate
+        ? certificateAlgorithm(keyAlgorithm)
+        : keyAlgorithm;
+      const blob = key.certificate?.blob ?? key.publicKey.blob;
+      options.onPublicKeyOffer?.(key);
       // Query first (RFC 4252 section 7): the server says whether it would
       // accept the key before we spend a signature on it.
       await link.send(
@@ -173,7 +191,15 @@ export async function runClientAuth(
           "ssh-connection",
         ).string("publickey").boolean(true).string(algorithm).string(blob)
           .bytes();
-        const signature = await key.sign(signed, algorithm);
+        let signature: Uint8Array;
+        try {
+          signature = await key.sign(signed, keyAlgorithm);
+        } catch {
+          // The signer could not sign (an agent refused or went away, a
+          // passphrase was not given): go on with the next key, as ssh does.
+          // Nothing was sent, so the last failure's method list still holds.
+          continue;
+        }
         await link.send(
           request("publickey").boolean(true).string(algorithm).string(blob)
             .string(signature).bytes(),
@@ -334,6 +360,48 @@ const CONTROL = /[\x00-\x1f\x7f\x9b]/g;
  */
 function sanitize(text: string, multiline = false): string {
   return text.replace(multiline ? CONTROL_MULTILINE : CONTROL, "");
+}
+
+/**
+ * A signer that logs in with `certificate` (an OpenSSH user certificate for
+ * the signer's key) instead of the plain key.
+ *
+ * @example
+ * ```ts
+ * import { generatePrivateKey, signCertificate } from "@fynx/ssh/keys";
+ * import { withCertificate } from "@fynx/ssh/client";
+ * import assert from "node:assert/strict";
+ *
+ * const ca = generatePrivateKey("ed25519");
+ * const key = generatePrivateKey("ed25519");
+ * const cert = signCertificate(ca, key.publicKey, {
+ *   type: "user",
+ *   keyId: "alice",
+ *   principals: ["alice"],
+ * });
+ * const signer = withCertificate(key, cert);
+ * assert.equal(signer.certificate, cert);
+ * assert.throws(() => withCertificate(generatePrivateKey("ed25519"), cert));
+ * ```
+ */
+export function withCertificate(
+  signer: Signer,
+  certificate: Certificate,
+): Signer {
+  const a = signer.publicKey.blob;
+  const b = certificate.key.blob;
+  if (a.length !== b.length || a.some((x, i) => x !== b[i])) {
+    throw new TypeError(
+      `Certificate ${
+        JSON.stringify(certificate.keyId)
+      } is for another key (${certificate.key.fingerprint()}, not ${signer.publicKey.fingerprint()})`,
+    );
+  }
+  return {
+    publicKey: signer.publicKey,
+    certificate,
+    sign: (data, algorithm) => signer.sign(data, algorithm),
+  };
 }
 
 /**

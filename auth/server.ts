@@ -10,7 +10,13 @@
  * @module
  */
 import { DisconnectError } from "../errors.ts";
-import { parsePublicKey, SIGNATURE_ALGORITHMS } from "../keys/mod.ts";
+import {
+  type Certificate,
+  parseCertificate,
+  parsePublicKey,
+  plainAlgorithm,
+  SIGNATURE_ALGORITHMS,
+} from "../keys/mod.ts";
 import type { PublicKey } from "../keys/types.ts";
 import { DisconnectReason, Msg } from "../wire/messages.ts";
 import { SshReader } from "../wire/reader.ts";
@@ -42,10 +48,14 @@ export interface ServerAuthOptions {
   ) => boolean | Promise<boolean>;
   /**
    * Says whether `key` may log in as the user. Called for queries too; the
-   * result only counts once the client's signature has verified.
+   * result only counts once the client's signature has verified. When the
+   * client offered an OpenSSH certificate, `key` is the certified key and
+   * `certificate` the certificate (its CA signature already verified;
+   * whether its CA, principals and validity are acceptable is this
+   * callback's decision, see `checkCertificate`).
    */
   publicKey?: (
-    ctx: AuthContext & { key: PublicKey },
+    ctx: AuthContext & { key: PublicKey; certificate?: Certificate },
   ) => PublicKeyDecision | Promise<PublicKeyDecision>;
   /** Runs a keyboard-interactive conversation through `prompt`. */
   keyboardInteractive?: (
@@ -93,6 +103,8 @@ export interface ServerAuthResult {
   methods: string[];
   /** The public key whose signature verified, when publickey was used. */
   key?: PublicKey;
+  /** The certificate the client logged in with, if any. */
+  certificate?: Certificate;
   /**
    * Restrictions the `publicKey` callback attached to the verified key (its
    * answer for that key after the signature verified, never a query's).
@@ -171,6 +183,7 @@ export async function runServerAuth(
   let bannerSent = options.banner === undefined;
   const done: string[] = [];
   let verifiedKey: PublicKey | undefined;
+  let verifiedCertificate: Certificate | undefined;
   let restrictions: SessionRestrictions | undefined;
 
   const remaining = (): string[] => {
@@ -301,17 +314,25 @@ export async function runServerAuth(
       const blob = r.string(16 * 1024);
       const signature = hasSignature ? r.string(16 * 1024) : null;
       r.end();
+      // A certificate algorithm (PROTOCOL.certkeys) names the certified
+      // key's own algorithm inside; the signature is made with that one.
+      const certPlain = plainAlgorithm(algorithm);
+      const keyAlgorithm = certPlain ?? algorithm;
       let key: PublicKey | null = null;
+      let certificate: Certificate | undefined;
       try {
-        key = SIGNATURE_ALGORITHMS.includes(algorithm)
-          ? parsePublicKey(blob)
-          : null;
+        if (certPlain !== null) {
+          certificate = parseCertificate(blob);
+          key = certificate.key;
+        } else if (SIGNATURE_ALGORITHMS.includes(algorithm)) {
+          key = parsePublicKey(blob);
+        }
       } catch {
         key = null;
       }
-      if (key && !key.signatureAlgorithms.includes(algorithm)) key = null;
+      if (key && !key.signatureAlgorithms.includes(keyAlgorithm)) key = null;
       if (key && signature === null) {
-        if (await options.publicKey({ ...ctx, key })) {
+        if (await options.publicKey({ ...ctx, key, certificate })) {
           // PK_OK (RFC 4252 section 7): not a failure, not a success.
           send(
             new SshWriter(64).byte(Msg.USERAUTH_60).string(algorithm).string(
@@ -327,11 +348,16 @@ export async function runServerAuth(
           .bytes();
         // Verify first; only a key whose signature verified is ever reported
         // as the authenticated one (Go CVE-2024-45337).
-        if (key.verify(signed, signature, algorithm)) {
-          const decision = await options.publicKey({ ...ctx, key });
+        if (key.verify(signed, signature, keyAlgorithm)) {
+          const decision = await options.publicKey({
+            ...ctx,
+            key,
+            certificate,
+          });
           if (decision) {
             ok = true;
             verifiedKey = key;
+            verifiedCertificate = certificate;
             restrictions = typeof decision === "object"
               ? decision.restrictions
               : undefined;
@@ -395,6 +421,7 @@ export async function runServerAuth(
         username,
         methods: [...done],
         key: verifiedKey,
+        certificate: verifiedCertificate,
         restrictions,
       };
       hooks.onSuccess?.(result);

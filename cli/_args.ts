@@ -80,7 +80,7 @@ export function parseFlags(
 ): { values: Record<string, unknown>; positionals: string[] } {
   try {
     const { values, positionals } = parseArgs({
-      args,
+      args: attachDashValues(args, table),
       options: table,
       allowPositionals,
       strict: true,
@@ -92,6 +92,37 @@ export function parseFlags(
       code,
     );
   }
+}
+
+/**
+ * getopt(3) takes the word after an option that needs a value as that value
+ * even when it starts with `-` (`ssh-keygen -V -1d:+52w`); parseArgs calls
+ * that ambiguous. Joining such pairs (`-V-1d:+52w`) gives getopt's reading.
+ */
+function attachDashValues(args: string[], table: OptionTable): string[] {
+  const takesValue = new Set(
+    Object.values(table).filter((o) => o.type === "string" && o.short)
+      .map((o) => o.short),
+  );
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    const next = args[i + 1];
+    if (
+      /^-[A-Za-z0-9]$/.test(arg) && takesValue.has(arg[1]) &&
+      next !== undefined && next.startsWith("-") && next !== "--"
+    ) {
+      out.push(arg + next);
+      i++;
+      continue;
+    }
+    out.push(arg);
+  }
+  return out;
 }
 
 /** Shortens node's parseArgs messages to what a user needs. */

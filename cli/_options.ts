@@ -24,11 +24,15 @@ export interface ConfigOption {
 /** ssh_config(5) options `fynx ssh` understands. */
 export const SSH_OPTION_NAMES: readonly string[] = [
   "BatchMode",
+  "CertificateFile",
   "Ciphers",
   "Compression",
   "ConnectTimeout",
+  "ForwardAgent",
   "HostKeyAlgorithms",
   "Hostname",
+  "IdentitiesOnly",
+  "IdentityAgent",
   "IdentityFile",
   "KbdInteractiveAuthentication",
   "KexAlgorithms",
@@ -49,12 +53,14 @@ export const SSH_OPTION_NAMES: readonly string[] = [
 
 /** sshd_config(5) options `fynx sshd` understands. */
 export const SSHD_OPTION_NAMES: readonly string[] = [
+  "AllowAgentForwarding",
   "AllowUsers",
   "AuthorizedKeysFile",
   "Banner",
   "Ciphers",
   "ClientAliveCountMax",
   "ClientAliveInterval",
+  "HostCertificate",
   "HostKey",
   "HostKeyAlgorithms",
   "KexAlgorithms",
@@ -66,6 +72,7 @@ export const SSHD_OPTION_NAMES: readonly string[] = [
   "PasswordAuthentication",
   "Port",
   "PubkeyAuthentication",
+  "TrustedUserCAKeys",
 ];
 
 /**

@@ -1,6 +1,6 @@
 /**
- * The `fynx` command-line tool: `fynx ssh` (client), `fynx sshd` and `fynx keygen`
- * (user-level server).
+ * The `fynx` command-line tool: `fynx ssh` (client), `fynx sftp` (file
+ * transfer), `fynx sshd` (user-level server) and `fynx keygen`.
  *
  * Run it with `deno task fynx ...`, or build a binary with
  * `deno task compile`. Every command imports statically, so `deno compile`
@@ -10,6 +10,7 @@
  */
 import { SSH_USAGE, sshCommand } from "./ssh.ts";
 import { SSHD_USAGE, sshdCommand } from "./sshd.ts";
+import { SFTP_USAGE, sftpCommand } from "./sftp.ts";
 import { KEYGEN_USAGE, keygenCommand } from "./keygen.ts";
 import { exitProcess } from "./_terminal.ts";
 
@@ -18,6 +19,7 @@ export const MAIN_USAGE: string = `Usage: fynx <command> [options]
 
 Commands:
   ssh     Run a command or a shell on an SSH server (like ssh(1))
+  sftp    Transfer files over SSH, interactively or in batch (like sftp(1))
   sshd    Serve SSH as the current user (like a user-level sshd(8))
   keygen  Make keys, show fingerprints, edit known_hosts (like ssh-keygen(1))
   help    Show help for a command: fynx help ssh
@@ -37,6 +39,7 @@ const COMMANDS: Record<
 > = {
   ssh: { run: sshCommand, usage: SSH_USAGE, badCode: 255 },
   sshd: { run: sshdCommand, usage: SSHD_USAGE, badCode: 1 },
+  sftp: { run: sftpCommand, usage: SFTP_USAGE, badCode: 255 },
   keygen: { run: keygenCommand, usage: KEYGEN_USAGE, badCode: 1 },
 };
 

@@ -11,8 +11,11 @@
 import { connect, type SshClient } from "../client.ts";
 import type { ClientSession, InteractiveChallenge } from "../client.ts";
 import { AuthError, DisconnectError, HostKeyError } from "../errors.ts";
-import { parsePrivateKey } from "../keys/mod.ts";
-import type { PrivateKey, PublicKey } from "../keys/types.ts";
+import { checkCertificate, formatCertTime, KnownHosts } from "../keys/mod.ts";
+import type { Certificate } from "../keys/mod.ts";
+import { sameBlob } from "../keys/certificate.ts";
+import type { PublicKey } from "../keys/types.ts";
+import { forwardAgent } from "../agent/mod.ts";
 import type { AlgorithmPreferences } from "../transport/algorithms.ts";
 import { DEFAULT_ALGORITHMS } from "../transport/algorithms.ts";
 import {
@@ -28,6 +31,13 @@ import {
   stringList,
   UsageError,
 } from "./_args.ts";
+import {
+  agentSocketPath,
+  type Identities,
+  lastAgentFlag,
+  parseForwardAgent,
+  prepareIdentities,
+} from "./_agent.ts";
 import {
   addKnownHost,
   checkKnownHost,
@@ -68,7 +78,10 @@ Options (they end at the destination; words after it form the command):
   -p PORT            Port to connect to (default 22)
   -l USER            User to log in as (default: the local user)
   -i FILE            Identity (private key) file; repeatable
-                     (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa)
+                     (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa);
+                     keys in the agent ($SSH_AUTH_SOCK) are tried first
+  -A                 Forward the agent (auth-agent-req@openssh.com)
+  -a                 Do not forward the agent
   -o OPTION=VALUE    ssh_config option; repeatable (see below)
   -t                 Request a pseudo-terminal; -tt forces one even
                      when stdin is not a terminal
@@ -91,7 +104,12 @@ Options for -o (case-insensitive; "Name=value" or "Name value"):
   Compression yes|no               Offer zlib@openssh.com first
   ConnectTimeout SECONDS           TCP connect timeout
   ServerAliveInterval SECONDS, ServerAliveCountMax N
+  ForwardAgent yes|no|SOCKET       Forward the agent (default no)
+  IdentityAgent SOCKET|none|SSH_AUTH_SOCK   Agent to use
+  IdentitiesOnly yes|no            Agent keys only if they match -i files
   Port, User, IdentityFile, Hostname, LogLevel, RequestTTY
+  CertificateFile FILE             A certificate for one of the identities
+                                   (FILE-cert.pub beside a key is used too)
   PasswordAuthentication, PubkeyAuthentication,
   KbdInteractiveAuthentication yes|no, NumberOfPasswordPrompts N
 ${FORWARD_OPTIONS_USAGE}
@@ -105,6 +123,8 @@ const FLAGS: OptionTable = {
   port: { type: "string", short: "p" },
   login: { type: "string", short: "l" },
   identity: { type: "string", short: "i", multiple: true },
+  "forward-agent": { type: "boolean", short: "A" },
+  "no-forward-agent": { type: "boolean", short: "a" },
   option: { type: "string", short: "o", multiple: true },
   tty: { type: "boolean", short: "t", multiple: true },
   "no-tty": { type: "boolean", short: "T" },
@@ -120,12 +140,18 @@ const FLAGS: OptionTable = {
 type StrictMode = "yes" | "no" | "accept-new" | "ask";
 
 /** Everything `fynx ssh` was told, after parsing. */
-interface SshConfig {
+export interface SshConfig {
   host: string;
   port: number;
   user: string;
   identities: string[];
   identitiesExplicit: boolean;
+  identitiesOnly: boolean;
+  /** IdentityAgent as given (undefined: $SSH_AUTH_SOCK). */
+  identityAgent: string | undefined;
+  /** ForwardAgent: yes/no or the socket to forward. */
+  forwardAgent: boolean | string;
+  certificateFiles: string[];
   command: string | null;
   tty: number; // -t count
   noTty: boolean;
@@ -152,7 +178,7 @@ interface SshConfig {
 const NAME = "fynx";
 
 /** Parses `fynx ssh` arguments; throws {@linkcode UsageError} (code 255) on mistakes. */
-function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
+export function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
   const { options: optionArgs, positionals } = splitAtFirstPositional(
     argv,
     FLAGS,
@@ -176,6 +202,10 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
     user: "",
     identities: [],
     identitiesExplicit: false,
+    identitiesOnly: false,
+    identityAgent: undefined,
+    forwardAgent: false,
+    certificateFiles: [],
     command: null,
     tty: flagCount(values.tty),
     noTty: Boolean(values["no-tty"]),
@@ -295,6 +325,18 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
         case "IdentityFile":
           optIdentities.push(v);
           break;
+        case "IdentitiesOnly":
+          cfg.identitiesOnly = parseYesNo(v, o.name);
+          break;
+        case "IdentityAgent":
+          cfg.identityAgent ??= v;
+          break;
+        case "ForwardAgent":
+          cfg.forwardAgent = parseForwardAgent(v);
+          break;
+        case "CertificateFile":
+          cfg.certificateFiles.push(expandHome(v));
+          break;
         case "PasswordAuthentication":
           cfg.passwordAuth = parseYesNo(v, o.name);
           break;
@@ -333,6 +375,9 @@ function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
       bad(e);
     }
   }
+  // -A / -a win over -o ForwardAgent; the last of them counts.
+  const agentFlag = lastAgentFlag(optionArgs, FLAGS);
+  if (agentFlag !== null) cfg.forwardAgent = agentFlag;
   try {
     // -p and -l win over -o and over the destination, like ssh(1).
     cfg.port = values.port !== undefined
@@ -374,7 +419,8 @@ function algorithmsForType(type: string): string[] {
   return [type];
 }
 
-class Output {
+/** Debug, warning and error lines on stderr, as ssh(1) prints them. */
+export class Output {
   constructor(readonly verbose: number, readonly quiet: boolean) {}
   debug(line: string): void {
     if (this.verbose > 0) console.error(`debug1: ${line}`);
@@ -385,56 +431,6 @@ class Output {
   error(line: string): void {
     console.error(line);
   }
-}
-
-/** Loads the identities, prompting for passphrases when allowed. */
-async function loadIdentities(
-  cfg: SshConfig,
-  out: Output,
-): Promise<PrivateKey[]> {
-  if (!cfg.pubkeyAuth) return [];
-  const keys: PrivateKey[] = [];
-  for (const path of cfg.identities) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (e) {
-      if (cfg.identitiesExplicit) {
-        const why = e instanceof Deno.errors.NotFound
-          ? "No such file or directory"
-          : (e as Error).message;
-        out.warn(`Warning: Identity file ${path} not accessible: ${why}.`);
-      }
-      continue;
-    }
-    out.debug(`Will attempt key: ${path}`);
-    let passphrase: string | undefined;
-    for (let attempt = 0;; attempt++) {
-      try {
-        keys.push(
-          parsePrivateKey(text, passphrase === undefined ? {} : { passphrase }),
-        );
-        break;
-      } catch (e) {
-        const code = (e as { code?: string }).code;
-        if (code !== "passphrase-required" && code !== "wrong-passphrase") {
-          out.warn(`Load key "${path}": ${(e as Error).message}`);
-          break;
-        }
-        if (code === "wrong-passphrase") {
-          out.warn(`Bad passphrase, try again for ${path}`);
-        }
-        if (cfg.batch || attempt >= cfg.passwordPrompts || !hasTty()) {
-          out.debug(`Skipping encrypted key ${path}`);
-          break;
-        }
-        const answer = await promptLine(`Enter passphrase for key '${path}': `);
-        if (answer === null || answer === "") break;
-        passphrase = answer;
-      }
-    }
-  }
-  return keys;
 }
 
 /** Dials TCP with OpenSSH's messages on failure. */
@@ -501,7 +497,7 @@ const CHANGED_BANNER = [
 ];
 
 /** State the host key check leaves for the rest of the run. */
-interface HostKeyState {
+export interface HostKeyState {
   /** Set when the check failed; the message is already printed. */
   failed: boolean;
   /** Password-type methods disabled after a changed key with checking off. */
@@ -512,10 +508,22 @@ interface HostKeyState {
 function makeVerifier(cfg: SshConfig, out: Output, state: HostKeyState) {
   const name = knownHostName(cfg.host, cfg.port);
   const file = cfg.knownHostsFile;
-  return async (key: PublicKey): Promise<boolean> => {
+  return async (
+    key: PublicKey,
+    info?: { certificate?: Certificate },
+  ): Promise<boolean> => {
     const fp = key.fingerprint();
     const label = typeLabel(key.type);
-    out.debug(`Server host key: ${key.type} ${fp}`);
+    const cert = info?.certificate;
+    out.debug(
+      cert
+        ? `Server host certificate: ${cert.type} ${fp}, serial ${cert.serial} ID ${
+          JSON.stringify(cert.keyId)
+        } CA ${cert.signatureKey.type} ${cert.signatureKey.fingerprint()} valid ${
+          formatCertTime(cert.validAfter)
+        } to ${formatCertTime(cert.validBefore)}`
+        : `Server host key: ${key.type} ${fp}`,
+    );
     const fail = (lines: string[]): boolean => {
       for (const l of lines) out.error(l);
       state.failed = true;
@@ -529,6 +537,44 @@ function makeVerifier(cfg: SshConfig, out: Output, state: HostKeyState) {
         `Failed to read ${file}: ${(e as Error).message}`,
         "Host key verification failed.",
       ]);
+    }
+    if (cert) {
+      // A host certificate is trusted through an @cert-authority line for
+      // this host (sshd(8) SSH_KNOWN_HOSTS); without one, ssh(1) falls back
+      // to the plain key below. A trusted CA with an invalid certificate
+      // (expired, wrong host) fails outright, as in ssh(1).
+      const known = KnownHosts.parse(text);
+      const [h, p] = [cfg.host, cfg.port];
+      const caRevoked =
+        known.lookup(h, p, cert.signatureKey).status === "revoked";
+      const cas = caRevoked ? [] : known.certificateAuthorities(h, p);
+      const trusted = (ca: PublicKey) =>
+        cas.some((c) => c.type === ca.type && sameBlob(c, ca));
+      if (trusted(cert.signatureKey)) {
+        try {
+          checkCertificate(cert, {
+            type: "host",
+            principal: cfg.host,
+            trustedCa: trusted,
+          });
+        } catch (e) {
+          return fail([
+            `Certificate invalid: ${(e as Error).message}`,
+            "Host key verification failed.",
+          ]);
+        }
+        if (known.lookup(h, p, key).status === "revoked") {
+          return fail([
+            `The ${label} host key for ${name} is marked as revoked.`,
+            "Host key verification failed.",
+          ]);
+        }
+        out.debug(
+          `Host '${name}' is known and matches the ${label}-CERT host certificate.`,
+        );
+        return true;
+      }
+      out.debug("No matching CA found. Retry with plain key");
     }
     const result = checkKnownHost(text, name, key);
     if (result.status === "ok") {
@@ -667,6 +713,17 @@ async function runSession(
     });
     out.debug(`Requested a pty: ${size.columns}x${size.rows}`);
   }
+  if (cfg.forwardAgent !== false) {
+    const socketPath = agentSocketPath(
+      cfg.forwardAgent === true ? cfg.identityAgent : cfg.forwardAgent,
+    );
+    if (socketPath === null) {
+      out.debug("No agent to forward");
+    } else {
+      out.debug("Requesting authentication agent forwarding.");
+      await forwardAgent(client, { session, socketPath });
+    }
+  }
   if (cfg.command === null) await session.shell();
   else {
     out.debug(`Sending command: ${cfg.command}`);
@@ -718,7 +775,7 @@ async function runSession(
 }
 
 /** Prints a connect()/auth failure the way ssh(1) words it. */
-function reportFailure(
+export function reportFailure(
   e: unknown,
   cfg: SshConfig,
   out: Output,
@@ -747,43 +804,32 @@ function reportFailure(
 }
 
 /**
- * Runs `fynx ssh` with `args` (the words after `ssh`) and returns the exit
- * status. Prints usage errors as one line on stderr (status 255).
+ * Loads identities, dials and connects as `cfg` says (known_hosts,
+ * StrictHostKeyChecking, passwords and keyboard-interactive prompts when
+ * allowed); what `fynx ssh` and `fynx sftp` share. Failures are thrown for
+ * {@linkcode reportFailure}.
  */
-export async function sshCommand(args: string[]): Promise<number> {
-  let parsed: ReturnType<typeof parseSshArgs>;
+export async function sshConnect(
+  cfg: SshConfig,
+  out: Output,
+  hostState: HostKeyState,
+): Promise<SshClient> {
+  let identities: Identities | null = null;
+  let client: SshClient;
   try {
-    parsed = parseSshArgs(args);
-  } catch (e) {
-    console.error((e as Error).message);
-    return e instanceof UsageError ? e.code : 255;
-  }
-  if (parsed === "help") {
-    console.log(SSH_USAGE);
-    return 0;
-  }
-  if (parsed === "version") {
-    console.error("fynx ssh (@fynx/ssh)");
-    return 0;
-  }
-  const cfg = parsed;
-  const out = new Output(cfg.verbose, cfg.quiet);
-  const hostState: HostKeyState = { failed: false, noPasswords: false };
-  let client: SshClient | null = null;
-  const onTerm = () => {
-    restoreTerminal();
-    out.error("Killed by signal 15.");
-    client?.close().catch(() => {});
-    Deno.exit(255);
-  };
-  const onHup = () => {
-    restoreTerminal();
-    Deno.exit(255);
-  };
-  Deno.addSignalListener("SIGTERM", onTerm);
-  Deno.addSignalListener("SIGHUP", onHup);
-  try {
-    const privateKeys = await loadIdentities(cfg, out);
+    const prompts = !cfg.batch && hasTty();
+    if (cfg.pubkeyAuth) {
+      identities = await prepareIdentities({
+        files: cfg.identities,
+        explicit: cfg.identitiesExplicit,
+        identitiesOnly: cfg.identitiesOnly,
+        certificateFiles: cfg.certificateFiles,
+        agentPath: agentSocketPath(cfg.identityAgent),
+        prompt: prompts ? (q) => promptLine(q) : null,
+        attempts: cfg.passwordPrompts,
+        log: out,
+      });
+    }
     const algorithms: Partial<AlgorithmPreferences> = { ...cfg.algorithms };
     const knownName = knownHostName(cfg.host, cfg.port);
     if (!cfg.hostKeyAlgorithmsSet) {
@@ -804,7 +850,6 @@ export async function sshCommand(args: string[]): Promise<number> {
         ];
       }
     }
-    const prompts = !cfg.batch && hasTty();
     const methods = [
       ...(cfg.pubkeyAuth ? ["publickey"] : []),
       ...(cfg.kbdAuth && prompts ? ["keyboard-interactive"] : []),
@@ -816,7 +861,9 @@ export async function sshCommand(args: string[]): Promise<number> {
       client = await connect({
         transport: conn,
         username: cfg.user,
-        privateKeys,
+        privateKeys: identities?.signers ?? [],
+        onPublicKeyOffer: (signer) =>
+          out.debug(`Offering public key: ${identities!.describe(signer)}`),
         methods,
         passwordAttempts: cfg.passwordPrompts,
         password: prompts
@@ -878,6 +925,51 @@ export async function sshCommand(args: string[]): Promise<number> {
         `Authenticated to ${cfg.host} ([${cfg.host}]:${cfg.port}) as ${cfg.user}.`,
       );
     }
+  } finally {
+    // Signing is over once authenticated; forwarding connects anew.
+    identities?.close();
+  }
+  return client;
+}
+
+/**
+ * Runs `fynx ssh` with `args` (the words after `ssh`) and returns the exit
+ * status. Prints usage errors as one line on stderr (status 255).
+ */
+export async function sshCommand(args: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseSshArgs>;
+  try {
+    parsed = parseSshArgs(args);
+  } catch (e) {
+    console.error((e as Error).message);
+    return e instanceof UsageError ? e.code : 255;
+  }
+  if (parsed === "help") {
+    console.log(SSH_USAGE);
+    return 0;
+  }
+  if (parsed === "version") {
+    console.error("fynx ssh (@fynx/ssh)");
+    return 0;
+  }
+  const cfg = parsed;
+  const out = new Output(cfg.verbose, cfg.quiet);
+  const hostState: HostKeyState = { failed: false, noPasswords: false };
+  let client: SshClient | null = null;
+  const onTerm = () => {
+    restoreTerminal();
+    out.error("Killed by signal 15.");
+    client?.close().catch(() => {});
+    Deno.exit(255);
+  };
+  const onHup = () => {
+    restoreTerminal();
+    Deno.exit(255);
+  };
+  Deno.addSignalListener("SIGTERM", onTerm);
+  Deno.addSignalListener("SIGHUP", onHup);
+  try {
+    client = await sshConnect(cfg, out, hostState);
   } catch (e) {
     reportFailure(e, cfg, out, hostState);
     Deno.removeSignalListener("SIGTERM", onTerm);

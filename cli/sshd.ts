@@ -25,7 +25,12 @@ import {
   parsePrivateKey,
 } from "../keys/mod.ts";
 import type { PrivateKey, PublicKey } from "../keys/types.ts";
-import { findAuthorizedKey } from "../keys/authorized_key_options.ts";
+import {
+  authorizeCertificate,
+  findAuthorizedKey,
+} from "../keys/authorized_key_options.ts";
+import { type Certificate, parseCertificateText } from "../keys/certificate.ts";
+import { sftpSubsystem } from "../sftp/server.ts";
 import type { AlgorithmPreferences } from "../transport/algorithms.ts";
 import {
   expandHome,
@@ -72,6 +77,10 @@ Options:
                            (default: any name, all mapped to this user)
   --max-auth-tries N       Failed attempts per connection (default 6)
   --login-grace-time TIME  Seconds (or 1m, 1h30m) to authenticate (default 120)
+  --sftp-root DIR          Serve the sftp subsystem chroot-style under DIR
+                           (default: the whole file system, starting in $HOME)
+  --sftp-read-only         Refuse sftp requests that change files
+  --no-sftp                Do not serve the sftp subsystem
   -o OPTION=VALUE          sshd_config option; repeatable (see below)
   -q, --quiet              No log lines (only errors and "listening on")
   --help                   Show this help
@@ -83,14 +92,17 @@ Options for -o (case-insensitive; "Name=value" or "Name value"):
   ClientAliveCountMax N, MaxStartups START[:RATE:FULL], Banner FILE|none,
   HostKey FILE, AuthorizedKeysFile FILE, ListenAddress HOST, Port N,
   AllowUsers "NAME ...", PasswordAuthentication yes|no,
-  PubkeyAuthentication yes|no
+  PubkeyAuthentication yes|no, HostCertificate FILE (repeatable),
+  TrustedUserCAKeys FILE, AllowAgentForwarding yes|no (default yes)
 ${SSHD_FORWARD_USAGE}
 
 authorized_keys options are enforced: command= (the client's command goes in
 SSH_ORIGINAL_COMMAND), from=, no-pty / restrict / pty, environment=,
-expiry-time=, no-port-forwarding, permitopen=, permitlisten=. A key
-with an unknown or malformed option, or cert-authority / principals=
-(certificates are not supported yet), is refused.
+expiry-time=, cert-authority with principals= (user certificates signed by
+that key), and the forwarding options. A key with an unknown or malformed
+option is refused. User certificates are accepted from a CA in
+TrustedUserCAKeys (the login name must be a principal) or a cert-authority
+line; their force-command, source-address and permit-* extensions apply.
 
 Stops on SIGINT or SIGTERM (exit status 0).
 `;
@@ -103,6 +115,9 @@ const FLAGS: OptionTable = {
   "allow-user": { type: "string", multiple: true },
   "max-auth-tries": { type: "string" },
   "login-grace-time": { type: "string" },
+  "sftp-root": { type: "string" },
+  "sftp-read-only": { type: "boolean" },
+  "no-sftp": { type: "boolean" },
   option: { type: "string", short: "o", multiple: true },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
@@ -122,8 +137,13 @@ interface SshdConfig {
   aliveCountMax: number;
   maxStartups: { start: number; rate: number; full: number } | undefined;
   banner: string | undefined;
+  hostCertificates: string[];
+  trustedUserCaKeys: string | undefined;
   algorithms: Partial<AlgorithmPreferences>;
   quiet: boolean;
+  agentForwarding: boolean;
+  /** null: no sftp subsystem. */
+  sftp: { root: string; readOnly: boolean } | null;
   forwarding: ServerForwardingOptions;
 }
 
@@ -163,8 +183,17 @@ function parseSshdArgs(argv: string[]): SshdConfig | "help" {
     aliveCountMax: 3,
     maxStartups: undefined,
     banner: undefined,
+    hostCertificates: [],
+    trustedUserCaKeys: undefined,
     algorithms: {},
     quiet: Boolean(values.quiet),
+    agentForwarding: true,
+    sftp: values["no-sftp"] ? null : {
+      root: values["sftp-root"] === undefined
+        ? "/"
+        : expandHome(String(values["sftp-root"])),
+      readOnly: Boolean(values["sftp-read-only"]),
+    },
     forwarding: {},
   };
   let passwordAuth = true;
@@ -231,6 +260,14 @@ function parseSshdArgs(argv: string[]): SshdConfig | "help" {
         case "HostKey":
           cfg.hostKeys.push(expandHome(v));
           break;
+        case "HostCertificate":
+          cfg.hostCertificates.push(expandHome(v));
+          break;
+        case "TrustedUserCAKeys":
+          cfg.trustedUserCaKeys = v.toLowerCase() === "none"
+            ? undefined
+            : expandHome(v);
+          break;
         case "AuthorizedKeysFile":
           cfg.authorizedKeys = expandHome(v.split(/\s+/)[0]);
           break;
@@ -253,6 +290,9 @@ function parseSshdArgs(argv: string[]): SshdConfig | "help" {
           break;
         case "PubkeyAuthentication":
           cfg.pubkey = parseYesNo(v, o.name);
+          break;
+        case "AllowAgentForwarding":
+          cfg.agentForwarding = parseYesNo(v, o.name);
           break;
       }
     }
@@ -390,11 +430,15 @@ export async function sshdCommand(args: string[]): Promise<number> {
     if (!cfg.quiet) console.error(`${timestamp()} ${line}`);
   };
   let hostKeys: PrivateKey[];
+  const hostCertificates: Certificate[] = [];
   let banner: string | undefined;
   try {
     hostKeys = [];
     for (const path of cfg.hostKeys) {
       hostKeys.push(await loadOrCreateHostKey(path, log));
+    }
+    for (const path of cfg.hostCertificates) {
+      hostCertificates.push(await loadHostCertificate(path, hostKeys));
     }
     if (cfg.banner !== undefined) {
       try {
@@ -412,6 +456,15 @@ export async function sshdCommand(args: string[]): Promise<number> {
     console.error((e as Error).message);
     return 1;
   }
+  if (cfg.sftp !== null) {
+    const info = await Deno.stat(cfg.sftp.root).catch(() => null);
+    if (!info?.isDirectory) {
+      console.error(
+        `fynx sshd: --sftp-root ${cfg.sftp.root} is not a directory`,
+      );
+      return 1;
+    }
+  }
   if (cfg.pubkey) {
     try {
       await Deno.stat(cfg.authorizedKeys);
@@ -427,18 +480,19 @@ export async function sshdCommand(args: string[]): Promise<number> {
     cfg.allowUsers.length === 0 || cfg.allowUsers.includes(name);
 
   const publicKey = async (
-    { username, key, remoteAddress }: {
+    { username, key, certificate, remoteAddress }: {
       username: string;
       key: PublicKey;
+      certificate?: Certificate;
       remoteAddress?: string;
     },
   ) => {
     if (!userAllowed(username)) return false;
-    let text: string;
+    let text = "";
     try {
       text = await Deno.readTextFile(cfg.authorizedKeys);
     } catch {
-      return false;
+      if (!certificate) return false;
     }
     let entries: AuthorizedKey[];
     try {
@@ -453,6 +507,35 @@ export async function sshdCommand(args: string[]): Promise<number> {
       return false;
     }
     const ip = addressHost(remoteAddress);
+    if (certificate) {
+      const trusted = await readTrustedCaKeys(cfg.trustedUserCaKeys, log);
+      const granted = authorizeCertificate(entries, certificate, {
+        username,
+        address: ip,
+        trustedCaKeys: trusted,
+        onRefused: (reason, entry) =>
+          log(
+            `${
+              entry ? `${cfg.authorizedKeys}:${entry.line}: ` : ""
+            }certificate ${
+              JSON.stringify(certificate.keyId)
+            } serial ${certificate.serial} refused: ${reason}`,
+          ),
+      });
+      if (granted) {
+        log(
+          `accepted certificate ID ${
+            JSON.stringify(certificate.keyId)
+          } serial ${certificate.serial} signed by ${certificate.signatureKey.type} CA ${certificate.signatureKey.fingerprint()} via ${
+            granted.entry
+              ? `${cfg.authorizedKeys}:${granted.entry.line}`
+              : cfg.trustedUserCaKeys
+          }`,
+        );
+        return { restrictions: granted.restrictions };
+      }
+      return false;
+    }
     const match = findAuthorizedKey(entries, key, {
       address: ip,
       onRefused: (entry, reason) =>
@@ -475,6 +558,7 @@ export async function sshdCommand(args: string[]): Promise<number> {
       hostname: cfg.hostname,
       port: cfg.port,
       hostKeys,
+      hostCertificates,
       algorithms: cfg.algorithms,
       publicKey: cfg.pubkey ? publicKey : undefined,
       password,
@@ -484,7 +568,17 @@ export async function sshdCommand(args: string[]): Promise<number> {
       keepaliveInterval: cfg.aliveInterval * 1000,
       keepaliveCountMax: cfg.aliveCountMax,
       maxStartups: cfg.maxStartups,
-      onSession: commandSessionHandler(),
+      onSession: commandSessionHandler({
+        agentForwarding: cfg.agentForwarding,
+        subsystems: cfg.sftp === null ? {} : {
+          sftp: sftpSubsystem({
+            ...cfg.sftp,
+            // Like internal-sftp: relative paths start in the home directory.
+            home: cfg.sftp.root === "/" ? Deno.env.get("HOME") ?? "/" : "/",
+            onError: (e) => log(`sftp: ${e.message}`),
+          }),
+        },
+      }),
       ...sshdForwarding(cfg.forwarding, log),
       onLog: (event) => log(formatEvent(event)),
     });
@@ -521,4 +615,52 @@ export async function sshdCommand(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGTERM", onTerm);
   }
   return 0;
+}
+
+/** Reads sshd's `TrustedUserCAKeys` file (one public key per line). */
+async function readTrustedCaKeys(
+  path: string | undefined,
+  log: (line: string) => void,
+): Promise<PublicKey[]> {
+  if (path === undefined) return [];
+  try {
+    return parseAuthorizedKeys(await Deno.readTextFile(path), {
+      onInvalidLine: (e) => log(`warning: ${path}: ${e.message}`),
+    }).map((e) => e.key);
+  } catch (e) {
+    log(
+      `warning: cannot read TrustedUserCAKeys ${path}: ${(e as Error).message}`,
+    );
+    return [];
+  }
+}
+
+/** Loads a `HostCertificate` file; it must certify one of the host keys. */
+async function loadHostCertificate(
+  path: string,
+  hostKeys: readonly PrivateKey[],
+): Promise<Certificate> {
+  let cert: Certificate;
+  try {
+    cert = parseCertificateText(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new UsageError(
+      `fynx sshd: cannot load HostCertificate ${path}: ${(e as Error).message}`,
+      1,
+    );
+  }
+  if (cert.certType !== "host") {
+    throw new UsageError(
+      `fynx sshd: HostCertificate ${path} is a ${cert.certType} certificate`,
+      1,
+    );
+  }
+  const blob = cert.key.blob.join(",");
+  if (!hostKeys.some((k) => k.publicKey.blob.join(",") === blob)) {
+    throw new UsageError(
+      `fynx sshd: HostCertificate ${path} certifies ${cert.key.fingerprint()}, which is not a host key`,
+      1,
+    );
+  }
+  return cert;
 }

@@ -8,6 +8,7 @@
 import type { SshReader } from "../wire/reader.ts";
 import { SshWriter } from "../wire/writer.ts";
 import { type Channel, quiet } from "./_channel.ts";
+import type { ByteChannel } from "./channel.ts";
 import type {
   ClientSession,
   ExitStatus,
@@ -107,6 +108,10 @@ export function parseSessionRequest(
         };
       case "signal":
         return { type, name: r.utf8(MAX_SIGNAL) };
+      case "auth-agent-req@openssh.com":
+        // No type-specific data (OpenSSH PROTOCOL.agent).
+        r.end();
+        return { type };
       default:
         return null;
     }
@@ -226,6 +231,15 @@ export class ClientSessionImpl implements ClientSession {
     return this.#must("subsystem", new SshWriter().string(name).bytes());
   }
 
+  requestAgentForwarding(
+    options: { wantReply?: boolean } = {},
+  ): Promise<boolean> {
+    return this.#channel.request(
+      "auth-agent-req@openssh.com",
+      options.wantReply === true,
+    );
+  }
+
   async windowChange(size: WindowSize): Promise<void> {
     const body = new SshWriter(16)
       .uint32(uint32Arg(size.columns, 80, "column count"))
@@ -249,16 +263,24 @@ export class ClientSessionImpl implements ClientSession {
   }
 }
 
+/** Opens a non-session channel on the connection a session belongs to. */
+export type ChannelOpener = (
+  type: string,
+  data?: Uint8Array,
+) => Promise<ByteChannel>;
+
 /** The server side of a session channel. */
 export class ServerSessionImpl implements ServerSession {
   readonly #channel: Channel;
+  readonly #opener: ChannelOpener;
   onRequest: SessionRequestHandler | null = null;
   readonly stdout: WritableStream<Uint8Array>;
   readonly stderr: WritableStream<Uint8Array>;
   #started = false;
 
-  constructor(channel: Channel) {
+  constructor(channel: Channel, opener: ChannelOpener) {
     this.#channel = channel;
+    this.#opener = opener;
     this.stdout = channel.createWritable(0);
     this.stderr = channel.createWritable(1);
     channel.requestHandler = (type, body) => this.#onRequest(type, body);
@@ -322,5 +344,9 @@ export class ServerSessionImpl implements ServerSession {
 
   close(): Promise<void> {
     return this.#channel.close();
+  }
+
+  openChannel(type: string, data?: Uint8Array): Promise<ByteChannel> {
+    return this.#opener(type, data);
   }
 }

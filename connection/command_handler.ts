@@ -5,6 +5,7 @@
  * @module
  */
 
+import { type AgentSocket, listenAgentSocket } from "../agent/forward.ts";
 import { type PtyProcess, ptySupported, spawnPty } from "./pty.ts";
 import type {
   ServerSession,
@@ -33,6 +34,22 @@ export interface CommandSessionHandlerOptions {
    * @default 2000
    */
   killGraceMs?: number;
+  /**
+   * Whether clients may forward their agent (`auth-agent-req@openssh.com`,
+   * sshd `AllowAgentForwarding`): the session's commands then find a
+   * per-session socket in `SSH_AUTH_SOCK`. A user whose `authorized_keys`
+   * line says `no-agent-forwarding` or `restrict` is refused either way.
+   * @default true
+   */
+  agentForwarding?: boolean;
+  /**
+   * Subsystems served in-process, by name (e.g. `{ sftp:
+   * sftpSubsystem({ root: "/" }) }` from `@fynx/ssh/sftp`). The handler
+   * takes the session over: it serves it and sends the exit status. A
+   * forced command (`command=`) runs instead, as in sshd.
+   * @default {}
+   */
+  subsystems?: Record<string, (session: ServerSession) => void>;
 }
 
 const SIGNALS: ReadonlySet<string> = new Set([
@@ -98,10 +115,15 @@ function envAccepted(name: string, patterns: readonly string[]): boolean {
  *   SIGKILL after `killGraceMs`);
  * - restrictions in `context.auth.restrictions` (from `authorized_keys`
  *   options) apply: a forced command replaces what the client asked for
- *   (which goes in `SSH_ORIGINAL_COMMAND`), PTYs can be forbidden, and
- *   extra environment is set.
+ *   (which goes in `SSH_ORIGINAL_COMMAND`), PTYs and agent forwarding can
+ *   be forbidden, and extra environment is set;
+ * - `auth-agent-req@openssh.com` (before `exec`/`shell`) makes a
+ *   per-session agent socket (see `listenAgentSocket` in
+ *   `@fynx/ssh/agent`) and sets `SSH_AUTH_SOCK` to it; it is removed when
+ *   the session ends. Without forwarding, `SSH_AUTH_SOCK` is removed from
+ *   what children inherit from this process.
  *
- * Subsystems are refused.
+ * Subsystems are refused unless named in `subsystems`.
  *
  * @example Serve commands to a client (over two back-to-back connections)
  * ```ts
@@ -133,6 +155,8 @@ export function commandSessionHandler(
   const baseEnv = { ...options.env };
   const acceptEnv = options.acceptEnv ?? ["LANG", "LC_*"];
   const killGraceMs = options.killGraceMs ?? 2000;
+  const agentForwarding = options.agentForwarding ?? true;
+  const subsystems = { ...options.subsystems };
   return (session: ServerSession, context?: SessionContext): void => {
     new CommandSession(session, {
       shell,
@@ -140,6 +164,8 @@ export function commandSessionHandler(
       cwd: options.cwd ?? envGet("HOME"),
       acceptEnv,
       killGraceMs,
+      agentForwarding,
+      subsystems,
       restrictions: context?.auth?.restrictions ?? {},
     });
   };
@@ -151,6 +177,8 @@ interface Settings {
   cwd: string | undefined;
   acceptEnv: readonly string[];
   killGraceMs: number;
+  agentForwarding: boolean;
+  subsystems: Record<string, (session: ServerSession) => void>;
   restrictions: SessionRestrictions;
 }
 
@@ -163,6 +191,7 @@ class CommandSession {
   #started = false;
   #child: Deno.ChildProcess | null = null;
   #terminal: PtyProcess | null = null;
+  #agent: AgentSocket | "pending" | null = null;
 
   constructor(session: ServerSession, settings: Settings) {
     this.#session = session;
@@ -170,8 +199,10 @@ class CommandSession {
     session.onRequest = (req) => this.#onRequest(req);
   }
 
-  #onRequest(req: SessionRequest): boolean {
+  #onRequest(req: SessionRequest): boolean | Promise<boolean> {
     switch (req.type) {
+      case "auth-agent-req@openssh.com":
+        return this.#startAgent();
       case "pty-req":
         if (
           this.#started || this.#pty !== null || !ptySupported() ||
@@ -230,24 +261,71 @@ class CommandSession {
         }
         return this.#start(req.type === "exec" ? ["-c", req.command] : ["-l"]);
       }
+      case "subsystem": {
+        const forced = this.#settings.restrictions.forceCommand;
+        if (forced !== undefined) return this.#start(["-c", forced]);
+        const serve = Object.hasOwn(this.#settings.subsystems, req.name)
+          ? this.#settings.subsystems[req.name]
+          : undefined;
+        if (serve === undefined || this.#started || this.#session.isClosed) {
+          return false;
+        }
+        this.#started = true;
+        serve(this.#session);
+        return true;
+      }
       default:
         return false;
     }
   }
 
+  /** Agent forwarding: a socket for this session's commands. */
+  async #startAgent(): Promise<boolean> {
+    if (
+      !this.#settings.agentForwarding ||
+      this.#settings.restrictions.agentForwarding === false ||
+      this.#started || this.#agent !== null || this.#session.isClosed
+    ) {
+      return false;
+    }
+    this.#agent = "pending";
+    try {
+      this.#agent = await listenAgentSocket(this.#session);
+      return true;
+    } catch {
+      this.#agent = null;
+      return false;
+    }
+  }
+
   #start(args: string[]): boolean {
     if (this.#started || this.#session.isClosed) return false;
-    const env = {
+    const env: Record<string, string> = {
       ...this.#settings.baseEnv,
       ...this.#env,
       ...this.#settings.restrictions.environment,
     };
+    // The session sees its own forwarded agent, never this process's.
+    let clearEnv = false;
+    if (typeof this.#agent === "object" && this.#agent !== null) {
+      env.SSH_AUTH_SOCK = this.#agent.path;
+    } else if (envGet("SSH_AUTH_SOCK") !== undefined) {
+      try {
+        const inherited = Deno.env.toObject();
+        delete inherited.SSH_AUTH_SOCK;
+        Object.assign(env, { ...inherited, ...env });
+        clearEnv = true;
+      } catch {
+        // No permission to list the environment: leave it as it is.
+      }
+    }
     try {
       if (this.#pty !== null) {
         const pty = this.#pty;
         this.#terminal = spawnPty(this.#settings.shell, {
           args,
           env: { ...env, TERM: pty.term || "dumb" },
+          clearEnv,
           cwd: this.#settings.cwd,
           cols: pty.cols,
           rows: pty.rows,
@@ -259,6 +337,7 @@ class CommandSession {
         this.#child = new Deno.Command(this.#settings.shell, {
           args,
           env,
+          clearEnv,
           cwd: this.#settings.cwd,
           stdin: "piped",
           stdout: "piped",

@@ -535,7 +535,10 @@ export class Connection {
         .uint32(channel.localId).uint32(this.#windowSize)
         .uint32(this.#maxPacket).bytes(),
     );
-    const session = new ServerSessionImpl(channel);
+    const session = new ServerSessionImpl(
+      channel,
+      (t, d) => this.openChannel(t, d),
+    );
     try {
       onSessionOpen(session);
     } catch {

@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { ByteChannel } from "./channel.ts";
+
 /** A terminal size (RFC 4254 sections 6.2 and 6.7). */
 export interface WindowSize {
   /** Width in characters. */
@@ -81,6 +83,18 @@ export interface ClientSession {
   shell(): Promise<void>;
   /** Starts a subsystem such as `"sftp"`. Rejects when the server refuses. */
   subsystem(name: string): Promise<void>;
+  /**
+   * Sends `auth-agent-req@openssh.com` (OpenSSH PROTOCOL.agent) before
+   * `exec`/`shell`. With `wantReply` resolves with the server's answer;
+   * without it (as `ssh` sends it) resolves `true` once sent. The server then
+   * opens `auth-agent@openssh.com` channels, which the connection must be
+   * ready to accept: use `forwardAgent()` from `@fynx/ssh/agent`, which does
+   * both.
+   */
+  requestAgentForwarding(options?: {
+    /** @default false */
+    wantReply?: boolean;
+  }): Promise<boolean>;
   /** Reports a new terminal size (no reply). */
   windowChange(size: WindowSize): Promise<void>;
   /** Sends a signal, e.g. `"INT"` or `"SIGINT"` (no reply; servers may ignore it). */
@@ -113,7 +127,13 @@ export type SessionRequest =
     heightPixels: number;
   }
   /** A signal name without `SIG`, e.g. `"INT"`. */
-  | { type: "signal"; name: string };
+  | { type: "signal"; name: string }
+  /**
+   * Agent forwarding (OpenSSH PROTOCOL.agent): the client will accept
+   * `auth-agent@openssh.com` channels opened with
+   * {@linkcode ServerSession.openChannel}.
+   */
+  | { type: "auth-agent-req@openssh.com" };
 
 /**
  * Answers one session request: `true` accepts it. Requests are handled one
@@ -131,8 +151,7 @@ export type SessionRequestHandler = (
  * Set {@linkcode ServerSession.onRequest} right away (synchronously) to
  * accept requests; every request is refused while it is unset. `exec`,
  * `shell` and `subsystem` are mutually exclusive: once one was accepted,
- * later ones are refused without asking. `x11-req` and
- * `auth-agent-req@openssh.com` are always refused.
+ * later ones are refused without asking. `x11-req` is always refused.
  *
  * When the work is done, call {@linkcode ServerSession.exit} (or
  * {@linkcode ServerSession.exitSignal}): it waits for writes in progress,
@@ -214,6 +233,14 @@ export interface ServerSession {
   ): Promise<void>;
   /** Closes the channel without an exit status. */
   close(): Promise<void>;
+  /**
+   * Opens a channel of another type than `session` to the client on this
+   * session's connection (RFC 4254 section 5.1), e.g.
+   * `auth-agent@openssh.com` after an agent forwarding request.
+   *
+   * @throws {ChannelOpenError} the client refused, or too many channels are open.
+   */
+  openChannel(type: string, data?: Uint8Array): Promise<ByteChannel>;
 }
 
 /** Options for `Connection.exec`. */

@@ -7,6 +7,7 @@
 import type { SessionRestrictions } from "../connection/session.ts";
 import type { AuthorizedKey } from "./authorized_keys.ts";
 import type { PublicKey } from "./types.ts";
+import { type Certificate, checkCertificate } from "./certificate.ts";
 
 /** Parsed `authorized_keys` options. Booleans are permissions (true = allowed). */
 export interface KeyOptions {
@@ -363,9 +364,11 @@ export function findAuthorizedKey(
       continue;
     }
     if (parsed.certAuthority || parsed.principals) {
+      // sshd: these lines admit certificates signed by the key, never the
+      // key itself (see authorizeCertificate).
       refuse(
         entry,
-        "cert-authority and principals= need certificates, which are not supported yet",
+        "cert-authority and principals= lines only admit certificates",
       );
       continue;
     }
@@ -395,4 +398,185 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   let d = 0;
   for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
   return d === 0;
+}
+
+/** Options for {@linkcode authorizeCertificate}. */
+export interface AuthorizeCertificateOptions {
+  /** The user logging in. */
+  username: string;
+  /** The client's address (host only), for `from=` and `source-address`. */
+  address?: string;
+  /**
+   * CA keys trusted for every user (sshd `TrustedUserCAKeys`): the user
+   * name must be one of the certificate's principals.
+   */
+  trustedCaKeys?: readonly PublicKey[];
+  /** The current time in milliseconds. @default {Date.now()} */
+  now?: number;
+  /** Told why a CA line or certificate was not used (for logs). */
+  onRefused?: (reason: string, entry?: AuthorizedKey) => void;
+}
+
+/** How a certificate login was authorized. */
+export interface CertificateAuthorization {
+  /** The `cert-authority` entry, or undefined when `trustedCaKeys` did. */
+  entry?: AuthorizedKey;
+  /** What the session handler must enforce for this login. */
+  restrictions: SessionRestrictions;
+}
+
+/**
+ * Decides a login with a user certificate as sshd does (sshd(8)
+ * AUTHORIZED_KEYS FILE FORMAT, PROTOCOL.certkeys): the certificate must be
+ * signed by a key in `trustedCaKeys` (the user name among its principals)
+ * or by a `cert-authority` entry (one of its principals in that entry's
+ * `principals=`, or the user name when absent), be a valid user
+ * certificate now, and satisfy `source-address`. The restrictions combine
+ * the entry's options with the certificate's: `force-command`, and no PTY,
+ * port or agent forwarding unless its extensions permit them. Returns null
+ * when nothing admits it.
+ *
+ * @example A cert-authority line with principals=
+ * ```ts
+ * import {
+ *   authorizeCertificate,
+ *   generatePrivateKey,
+ *   parseAuthorizedKeys,
+ *   signCertificate,
+ * } from "@fynx/ssh/keys";
+ * import assert from "node:assert/strict";
+ *
+ * const ca = generatePrivateKey("ed25519");
+ * const cert = signCertificate(ca, generatePrivateKey("ed25519").publicKey, {
+ *   type: "user",
+ *   keyId: "deploy bot",
+ *   principals: ["deploy"],
+ *   extensions: { "permit-pty": "" },
+ * });
+ * const entries = parseAuthorizedKeys(
+ *   `cert-authority,principals="deploy" ${ca.publicKey}\n`,
+ * );
+ * const ok = authorizeCertificate(entries, cert, { username: "www" });
+ * assert.equal(ok?.restrictions.pty, true);
+ * assert.equal(ok?.restrictions.portForwarding, false);
+ * assert.equal(authorizeCertificate([], cert, { username: "www" }), null);
+ * ```
+ */
+export function authorizeCertificate(
+  entries: readonly AuthorizedKey[],
+  cert: Certificate,
+  options: AuthorizeCertificateOptions,
+): CertificateAuthorization | null {
+  const refuse = (reason: string, entry?: AuthorizedKey) =>
+    options.onRefused?.(reason, entry);
+  const address = options.address ?? "";
+  const fromCert = (): SessionRestrictions => {
+    const forced = cert.criticalOptions.get("force-command");
+    return {
+      forceCommand: forced,
+      pty: cert.extensions.has("permit-pty"),
+      portForwarding: cert.extensions.has("permit-port-forwarding"),
+      agentForwarding: cert.extensions.has("permit-agent-forwarding"),
+    };
+  };
+  const check = (principal: string | undefined, caKey: PublicKey): boolean => {
+    try {
+      checkCertificate(cert, {
+        type: "user",
+        trustedCa: (k) =>
+          k.type === caKey.type && sameBytes(k.blob, caKey.blob),
+        principal,
+        address,
+        addressAllowed,
+        now: options.now,
+      });
+      return true;
+    } catch (e) {
+      refuse((e as Error).message);
+      return false;
+    }
+  };
+  for (const ca of options.trustedCaKeys ?? []) {
+    if (
+      ca.type !== cert.signatureKey.type ||
+      !sameBytes(ca.blob, cert.signatureKey.blob)
+    ) {
+      continue;
+    }
+    // Not admitted here: authorized_keys may still admit it (sshd tries
+    // both).
+    if (check(options.username, ca)) return { restrictions: fromCert() };
+    break;
+  }
+  for (const entry of entries) {
+    if (
+      entry.key.type !== cert.signatureKey.type ||
+      !sameBytes(entry.key.blob, cert.signatureKey.blob)
+    ) continue;
+    let parsed: KeyOptions;
+    try {
+      parsed = parseKeyOptions(entry.options);
+    } catch (e) {
+      refuse((e as Error).message, entry);
+      continue;
+    }
+    if (!parsed.certAuthority) {
+      refuse("the CA key is listed without cert-authority", entry);
+      continue;
+    }
+    if (parsed.from && !addressAllowed(parsed.from, address)) {
+      refuse(`from= does not allow ${address || "an unknown address"}`, entry);
+      continue;
+    }
+    if (
+      parsed.expiryTime &&
+      parsed.expiryTime.getTime() <= (options.now ?? Date.now())
+    ) {
+      refuse(`CA key expired at ${parsed.expiryTime.toISOString()}`, entry);
+      continue;
+    }
+    let principal: string | undefined = options.username;
+    if (parsed.principals) {
+      principal = cert.principals.find((p) => parsed.principals!.includes(p));
+      if (principal === undefined) {
+        refuse(
+          `none of the certificate's principals (${
+            cert.principals.join(",")
+          }) is in principals=`,
+          entry,
+        );
+        continue;
+      }
+    }
+    if (!check(principal, entry.key)) continue;
+    const c = fromCert();
+    if (
+      c.forceCommand !== undefined && parsed.command !== undefined &&
+      c.forceCommand !== parsed.command
+    ) {
+      // sshd refuses when the two forced commands disagree.
+      refuse(
+        "the certificate's force-command and the line's command= differ",
+        entry,
+      );
+      continue;
+    }
+    return {
+      entry,
+      restrictions: {
+        forceCommand: c.forceCommand ?? parsed.command,
+        pty: parsed.pty && c.pty!,
+        environment: Object.fromEntries(parsed.environment),
+        portForwarding: parsed.portForwarding && c.portForwarding!,
+        permitOpen: parsed.permitOpen.length > 0
+          ? [...parsed.permitOpen]
+          : undefined,
+        permitListen: parsed.permitListen.length > 0
+          ? [...parsed.permitListen]
+          : undefined,
+        agentForwarding: parsed.agentForwarding && c.agentForwarding!,
+      },
+    };
+  }
+  return null;
 }

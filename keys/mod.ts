@@ -1,6 +1,8 @@
 /**
  * SSH key material: public key blobs and text forms, OpenSSH private key
- * files (plain and bcrypt-encrypted), authorized_keys, fingerprints, key
+ * files (plain and bcrypt-encrypted), PEM private keys (PKCS#1, SEC1,
+ * PKCS#8, encrypted PKCS#8 and legacy encrypted PEM) and public keys (SPKI,
+ * PKCS#1, RFC 4716) read and written, authorized_keys, fingerprints, key
  * generation, and the signature algorithms `ssh-ed25519`,
  * `ecdsa-sha2-nistp256/384/521`, `rsa-sha2-512` and `rsa-sha2-256` (never
  * SHA-1 `ssh-rsa`).
@@ -49,7 +51,20 @@ export {
   type RandomartOptions,
 } from "./fingerprint.ts";
 export { parsePublicKeyPem } from "./pem.ts";
-export { parsePublicKeyAny, parsePublicKeyRfc4716 } from "./rfc4716.ts";
+export {
+  encodePrivateKeyPem,
+  type EncodePrivateKeyPemOptions,
+  encodePublicKeyPem,
+  type EncodePublicKeyPemOptions,
+  type PemPrivateKeyFormat,
+  type PemPublicKeyFormat,
+} from "./pem_write.ts";
+export {
+  encodePublicKeyRfc4716,
+  type EncodePublicKeyRfc4716Options,
+  parsePublicKeyAny,
+  parsePublicKeyRfc4716,
+} from "./rfc4716.ts";
 export {
   type AddKnownHostOptions,
   formatHostPort,
@@ -62,3 +77,33 @@ export {
   type KnownHostsRemoval,
   type ParseKnownHostsOptions,
 } from "./known_hosts.ts";
+export {
+  CERT_FOREVER,
+  Certificate,
+  CERTIFICATE_ALGORITHMS,
+  certificateAlgorithm,
+  CertificateError,
+  type CertificateErrorCode,
+  type CertificateType,
+  checkCertificate,
+  type CheckCertificateOptions,
+  DEFAULT_USER_EXTENSIONS,
+  formatCertTime,
+  isCertificateType,
+  parseCertificate,
+  parseCertificateText,
+  plainAlgorithm,
+  signCertificate,
+  type SignCertificateOptions,
+} from "./certificate.ts";
+export {
+  addressAllowed,
+  authorizeCertificate,
+  type AuthorizeCertificateOptions,
+  type AuthorizedKeyMatch,
+  type CertificateAuthorization,
+  findAuthorizedKey,
+  type FindAuthorizedKeyOptions,
+  type KeyOptions,
+  parseKeyOptions,
+} from "./authorized_key_options.ts";

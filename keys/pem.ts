@@ -11,12 +11,15 @@
  *   `RSA PUBLIC KEY`, as `ssh-keygen -e -m PKCS8|PEM` print.
  *
  * The armor and base64 are checked here first, so malformed input fails
- * with our own errors before OpenSSL sees it.
+ * with our own errors before OpenSSL sees it. keys/pem_write.ts writes all
+ * of these.
  *
  * @module
  */
 
 import {
+  createDecipheriv,
+  createHash,
   createPrivateKey,
   createPublicKey,
   type JsonWebKey,
@@ -24,6 +27,7 @@ import {
 } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { KeyParseError } from "./errors.ts";
+import { sequenceExtent, sequenceSize } from "./_der.ts";
 import {
   EC_CURVES,
   publicKeyFromParts,
@@ -168,6 +172,103 @@ function describe(key: KeyObject): string {
 }
 
 /**
+ * Tells a body cut short from a corrupt one before OpenSSL, which reports
+ * both (and, for encrypted keys, a wrong passphrase) alike: the DER must be
+ * exactly one SEQUENCE, and legacy ciphertext whole cipher blocks.
+ */
+function checkExtent(block: PemBlock, legacy: boolean): void {
+  if (legacy) {
+    const dek = block.headers.get("dek-info") ?? "";
+    const blockSize = dek.startsWith("DES") ? 8 : 16;
+    if (block.body.length % blockSize !== 0) {
+      throw new KeyParseError(
+        "truncated",
+        `Truncated private key (${block.label}): ${block.body.length} bytes of ciphertext is not a whole number of ${blockSize}-byte blocks`,
+      );
+    }
+    return;
+  }
+  const extent = sequenceExtent(block.body);
+  if (extent === "truncated") {
+    throw new KeyParseError(
+      "truncated",
+      `Truncated private key (${block.label}): the DER body is shorter than its length header says`,
+    );
+  }
+  if (extent === "malformed") {
+    throw new KeyParseError(
+      "malformed",
+      `Malformed private key (${block.label}): the body is not one DER SEQUENCE`,
+    );
+  }
+}
+
+/** AES key sizes of the legacy DEK-Info ciphers. */
+const LEGACY_AES: ReadonlyMap<string, number> = new Map([
+  ["AES-128-CBC", 16],
+  ["AES-192-CBC", 24],
+  ["AES-256-CBC", 32],
+]);
+
+/**
+ * Why a legacy AES-encrypted body that OpenSSL could not decrypt failed,
+ * when it was not the passphrase: the first block tells. With the right
+ * passphrase it decrypts to the key's own header (`30 82 LL LL 02 01 0v`:
+ * a SEQUENCE, then version 0 for PKCS#1 or 1 for SEC1); a wrong one makes
+ * random bytes that match those seven with odds of 2^-50. A header that
+ * declares more bytes than there are means a file cut short (at a block
+ * boundary, or the block-size check would have caught it); otherwise the
+ * damage is further on. Null: the passphrase is wrong.
+ */
+function legacyDamage(
+  block: PemBlock,
+  passphrase: string,
+): "truncated" | "corrupt" | null {
+  const [name, ivHex] = (block.headers.get("dek-info") ?? "").split(",");
+  const keyLength = LEGACY_AES.get(name);
+  if (keyLength === undefined || ivHex?.length !== 32) return null;
+  if (block.body.length < 16) return null;
+  const iv = Uint8Array.fromHex(ivHex);
+  // OpenSSL's EVP_BytesToKey with MD5 and one round: D1 = MD5(pass ||
+  // salt), Di = MD5(Di-1 || pass || salt), the salt being the IV's first
+  // eight bytes.
+  const pass = new TextEncoder().encode(passphrase);
+  const key = new Uint8Array(keyLength + 16);
+  let made = 0;
+  let previous = new Uint8Array(0);
+  while (made < keyLength) {
+    previous = new Uint8Array(
+      createHash("md5").update(previous).update(pass).update(
+        iv.subarray(0, 8),
+      ).digest(),
+    );
+    key.set(previous, made);
+    made += previous.length;
+  }
+  const decipher = createDecipheriv(
+    `aes-${keyLength * 8}-cbc`,
+    key.subarray(0, keyLength),
+    iv,
+  );
+  decipher.setAutoPadding(false);
+  let first: Uint8Array;
+  try {
+    first = new Uint8Array(decipher.update(block.body.subarray(0, 16)));
+  } finally {
+    // Whole blocks and no padding: final() only releases the cipher.
+    decipher.final();
+    key.fill(0);
+  }
+  const size = sequenceSize(first);
+  const at = first[1] < 0x80 ? 2 : 2 + (first[1] & 0x7f);
+  const looksLikeKey = size !== null && first[at] === 0x02 &&
+    first[at + 1] === 0x01 && (first[at + 2] === 0 || first[at + 2] === 1);
+  first.fill(0);
+  if (!looksLikeKey) return null;
+  return size! > block.body.length ? "truncated" : "corrupt";
+}
+
+/**
  * Reads a PEM private key (see the module doc for the labels), decrypting
  * it with `passphrase` when encrypted. Errors: {@linkcode KeyParseError}
  * (`passphrase-required`, `wrong-passphrase`, `unsupported-key-type`,
@@ -199,14 +300,9 @@ export function parsePemPrivateKey(
     );
   }
   const procType = block.headers.get("proc-type");
-  const encrypted = block.label === "ENCRYPTED PRIVATE KEY" ||
-    (procType !== undefined && /ENCRYPTED/i.test(procType));
-  if (encrypted && (passphrase === undefined || passphrase === "")) {
-    throw new KeyParseError(
-      "passphrase-required",
-      `Private key (${block.label}) is encrypted: a passphrase is required`,
-    );
-  }
+  const legacy = procType !== undefined && /ENCRYPTED/i.test(procType);
+  const encrypted = block.label === "ENCRYPTED PRIVATE KEY" || legacy;
+  // The legacy cipher first: its block size is what a whole body is.
   if (encrypted && block.label !== "ENCRYPTED PRIVATE KEY") {
     const dek = block.headers.get("dek-info");
     if (
@@ -227,6 +323,13 @@ export function parsePemPrivateKey(
       );
     }
   }
+  checkExtent(block, legacy);
+  if (encrypted && (passphrase === undefined || passphrase === "")) {
+    throw new KeyParseError(
+      "passphrase-required",
+      `Private key (${block.label}) is encrypted: a passphrase is required`,
+    );
+  }
   let key: KeyObject;
   try {
     key = createPrivateKey({
@@ -235,6 +338,21 @@ export function parsePemPrivateKey(
       passphrase: encrypted ? passphrase : undefined,
     });
   } catch (e) {
+    const damage = legacy ? legacyDamage(block, passphrase!) : null;
+    if (damage === "truncated") {
+      throw new KeyParseError(
+        "truncated",
+        `Truncated private key (${block.label}): the ciphertext ends before the key does`,
+        { cause: e },
+      );
+    }
+    if (damage === "corrupt") {
+      throw new KeyParseError(
+        "malformed",
+        `Malformed private key (${block.label}): the passphrase is right but the ciphertext is corrupt`,
+        { cause: e },
+      );
+    }
     // OpenSSL reports a bad passphrase as a padding or ASN.1 failure of
     // the decrypted bytes; both mean the key cannot be recovered with it.
     throw new KeyParseError(

@@ -9,35 +9,18 @@ import { pseudoRandomBytes, sha256hex } from "./_helpers.ts";
 export { pseudoRandomBytes, sha256hex };
 
 /**
- * Directory of the Unix sockets the tests use. The paths are fixed because
- * Deno grants Unix sockets one exact path at a time (`--allow-net=unix:PATH`,
- * listed in deno.json's "test" permissions); each test file uses its own
- * names.
- */
-export const SOCKET_DIR = "/tmp/fynx-fwd-test";
-
-/** The fixed socket path `name` (one of those deno.json permits). */
-export function socketPath(name: string): string {
-  return `${SOCKET_DIR}/${name}.sock`;
-}
-
-/**
- * Runs `fn` with SOCKET_DIR present and the named sockets absent, and
- * removes them afterwards.
+ * Runs `fn` with socket paths `name.sock` in a fresh temporary directory
+ * (short enough for sun_path), and removes the directory afterwards.
  */
 export async function withSockets(
   names: readonly string[],
   fn: (...paths: string[]) => Promise<void>,
 ): Promise<void> {
-  await Deno.mkdir(SOCKET_DIR, { recursive: true, mode: 0o700 });
-  const paths = names.map(socketPath);
-  const clear = () =>
-    Promise.all(paths.map((p) => Deno.remove(p).catch(() => {})));
-  await clear();
+  const dir = await Deno.makeTempDir({ prefix: "fynx-fwd-" });
   try {
-    await fn(...paths);
+    await fn(...names.map((n) => `${dir}/${n}.sock`));
   } finally {
-    await clear();
+    await Deno.remove(dir, { recursive: true });
   }
 }
 

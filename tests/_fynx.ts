@@ -36,3 +36,80 @@ export function fynx(
     { stdin: "", ...options },
   );
 }
+
+/** A running `fynx sshd` process. */
+export interface FynxSshd {
+  port: number;
+  child: Deno.ChildProcess;
+  /** Everything it logged on stderr so far. */
+  log(): string;
+  /** Sends `signal` and waits for the exit status (killed after 10 s). */
+  stop(signal?: Deno.Signal): Promise<number>;
+}
+
+export async function startFynxSshd(args: string[]): Promise<FynxSshd> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-q", ...FYNX_PERMISSIONS, FYNX_MAIN, "sshd", ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let logText = "";
+  const logDone = (async () => {
+    for await (
+      const chunk of child.stderr.pipeThrough(new TextDecoderStream())
+    ) logText += chunk;
+  })();
+  let outText = "";
+  const outReader = child.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  const outDone = (async () => {
+    for (;;) {
+      const { value, done } = await outReader.read();
+      if (done) return;
+      outText += value;
+    }
+  })();
+  let status: Promise<Deno.CommandStatus> | null = null;
+  const stop = async (signal: Deno.Signal = "SIGTERM"): Promise<number> => {
+    if (!status) {
+      try {
+        child.kill(signal);
+      } catch {
+        // Already exited.
+      }
+      status = child.status;
+    }
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Gone.
+      }
+    }, 10_000);
+    try {
+      const s = await status;
+      await Promise.all([logDone, outDone]);
+      return s.code;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const m = outText.match(/listening on [^\s]+:(\d+)/);
+    if (m) return { port: Number(m[1]), child, log: () => logText, stop };
+    if (Date.now() > deadline) {
+      await stop("SIGKILL");
+      throw new Error(`fynx sshd did not start:\n${logText}`);
+    }
+    const exited = await Promise.race([
+      child.status.then(() => true),
+      new Promise((r) => setTimeout(r, 50, false)),
+    ]);
+    if (exited && !/listening on/.test(outText)) {
+      await stop();
+      throw new Error(`fynx sshd exited early:\n${logText}`);
+    }
+  }
+}

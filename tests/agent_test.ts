@@ -16,70 +16,33 @@ import type { Signer } from "../auth/client.ts";
 import { SshWriter } from "../wire/writer.ts";
 import { SshReader } from "../wire/reader.ts";
 import { connectPair } from "./_helpers.ts";
+import { memoryDuplexPair } from "../transport/duplex.ts";
+import { agentSkipReason, startSshAgent } from "./_ssh_agent.ts";
 import {
-  type CommandDuplex,
-  commandDuplex,
-  memoryDuplexPair,
-} from "../transport/duplex.ts";
+  bytesEqual,
+  run,
+  skipOpenssh,
+  SSH_KEYGEN,
+  sshKeygen,
+  startSshd,
+} from "./_openssh.ts";
+import { fynx } from "./_fynx.ts";
+import { connect } from "../client.ts";
+import { parsePublicKeyText } from "../keys/mod.ts";
 
-const SSH_AGENT = "/usr/bin/ssh-agent";
-const SSH_ADD = "/usr/bin/ssh-add";
-const SSH_KEYGEN = "/usr/bin/ssh-keygen";
-
-function executable(path: string): boolean {
-  try {
-    const info = Deno.statSync(path);
-    return info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0;
-  } catch {
-    return false;
-  }
-}
-
-const noOpenSsh = Deno.build.os !== "linux" ||
-  ![SSH_AGENT, SSH_ADD, SSH_KEYGEN].every(executable);
-
-async function run(
-  cmd: string,
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(cmd, {
-    args,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: dec.decode(out.stdout),
-    stderr: dec.decode(out.stderr),
-  };
-}
+const noOpenSsh = agentSkipReason !== null;
+if (noOpenSsh) console.warn(`[skip] ssh-agent tests: ${agentSkipReason}`);
 
 async function mustRun(
   cmd: string,
   args: string[],
   env: Record<string, string> = {},
 ): Promise<string> {
-  const r = await run(cmd, args, env);
+  const r = await run(cmd, args, { env });
   if (r.code !== 0) {
-    throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderr}`);
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderrText}`);
   }
-  return r.stdout;
-}
-
-async function waitForSocket(path: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      if (Deno.statSync(path).isSocket) return;
-    } catch {
-      // not there yet
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`ssh-agent socket ${path} did not appear`);
+  return r.stdoutText;
 }
 
 const data = new TextEncoder().encode("session id and request");
@@ -88,19 +51,10 @@ Deno.test({
   name: "AgentClient works against OpenSSH ssh-agent",
   ignore: noOpenSsh,
   async fn(t) {
-    const dir = await Deno.makeTempDir({ prefix: "fynx-agent-" });
-    const sock = `${dir}/agent.sock`;
-    const env = { SSH_AUTH_SOCK: sock, SSH_ASKPASS: "/bin/false" };
-    const agentProc = new Deno.Command(SSH_AGENT, {
-      args: ["-D", "-a", sock],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    const sshAgent = await startSshAgent();
+    const { dir, socket: sock } = sshAgent;
     let agent: AgentClient | null = null;
-    let bridge: CommandDuplex | null = null;
     try {
-      await waitForSocket(sock);
       // Keys made by ssh-keygen; the ed25519 one also gets a certificate,
       // which ssh-add loads too and which we must skip, not fail on.
       const specs = [
@@ -140,30 +94,15 @@ Deno.test({
         `${dir}/ed25519.pub`,
       ]);
       for (const [name] of specs) {
-        await mustRun(SSH_ADD, ["-q", `${dir}/${name}`], env);
+        const r = await sshAgent.sshAdd(["-q", `${dir}/${name}`]);
+        assert.equal(r.code, 0, r.stderrText);
       }
+      const agentFingerprints = () => sshAgent.fingerprints();
 
-      const agentFingerprints = async (): Promise<string[]> => {
-        const r = await run(SSH_ADD, ["-l", "-E", "sha256"], env);
-        if (r.code === 1) return []; // "The agent has no identities."
-        assert.equal(r.code, 0, r.stderr);
-        return r.stdout.trim().split("\n").map((l) => l.split(" ")[1]);
-      };
-
-      // Deno needs `--allow-net=unix:<path>` for a Unix socket, which the
-      // `test` permission set cannot name ahead of time: go through a child
-      // that has exactly that permission (see tests/_agent_bridge.ts).
-      bridge = commandDuplex(Deno.execPath(), [
-        "run",
-        "--quiet",
-        "--no-config",
-        `--allow-net=unix:${sock}`,
-        `--allow-read=${sock}`,
-        `--allow-write=${sock}`,
-        new URL("./_agent_bridge.ts", import.meta.url).pathname,
-        sock,
-      ], { stderr: "inherit" });
-      agent = new AgentClient(bridge);
+      // Straight to the Unix socket: the `test` permission set has net
+      // access, which Deno 2.9 requires for Unix sockets (`unix:<path>`
+      // rules match exact paths only, and this one is made per run).
+      agent = await AgentClient.connect(sock);
       const client = agent;
       let ids: { key: PublicKey; comment: string }[] = [];
 
@@ -234,21 +173,20 @@ Deno.test({
         }
       });
 
-      const direct = Deno.permissions.querySync({
-        name: "net",
-        host: `unix:${sock}`,
-      }).state === "granted";
-      await t.step({
-        name: "connect() over the Unix socket (needs unix: net access)",
-        ignore: !direct,
-        fn: async () => {
-          const viaSocket = await AgentClient.connect(sock);
+      await t.step("connect() defaults to SSH_AUTH_SOCK", async () => {
+        const saved = Deno.env.get("SSH_AUTH_SOCK");
+        Deno.env.set("SSH_AUTH_SOCK", sock);
+        try {
+          const viaEnv = await AgentClient.connect();
           try {
-            assert.equal((await viaSocket.listIdentities()).length, 3);
+            assert.equal((await viaEnv.listIdentities()).length, 3);
           } finally {
-            viaSocket.close();
+            viaEnv.close();
           }
-        },
+        } finally {
+          if (saved === undefined) Deno.env.delete("SSH_AUTH_SOCK");
+          else Deno.env.set("SSH_AUTH_SOCK", saved);
+        }
       });
 
       await t.step("lock and unlock", async () => {
@@ -314,10 +252,7 @@ Deno.test({
       });
     } finally {
       agent?.close();
-      await bridge?.close();
-      agentProc.kill("SIGTERM");
-      await agentProc.status;
-      await Deno.remove(dir, { recursive: true });
+      await sshAgent.stop();
     }
   },
 });
@@ -484,4 +419,257 @@ Deno.test("AgentClient.connect needs a path", async () => {
   } finally {
     if (saved !== undefined) Deno.env.set("SSH_AUTH_SOCK", saved);
   }
+});
+
+const needSshd = noOpenSsh || skipOpenssh("agent logins to OpenSSH sshd");
+
+/** `text` as a literal inside a RegExp (fingerprints hold `+` and `/`). */
+function esc(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+Deno.test({
+  name:
+    "our client logs in to OpenSSH sshd with agent keys only (RSA with rsa-sha2-512), and skips a key the agent cannot sign with",
+  ignore: needSshd,
+  async fn() {
+    await using sshAgent = await startSshAgent();
+    const dir = sshAgent.dir;
+    const files = [
+      await sshKeygen(dir, "ed", "ed25519", { comment: "ed" }),
+      await sshKeygen(dir, "ec", "ecdsa-256", { comment: "ec" }),
+      await sshKeygen(dir, "rsa", "rsa", { bits: 3072, comment: "rsa" }),
+      await sshKeygen(dir, "gone", "ed25519", { comment: "gone" }),
+    ];
+    for (const f of files) {
+      assert.equal((await sshAgent.sshAdd(["-q", f.path])).code, 0);
+      // No key files: the agent is all there is.
+      await Deno.remove(f.path);
+    }
+    // sshd takes nothing but SHA-2 RSA signatures here, and 512 at that.
+    await using sshd = await startSshd({
+      hostKeyTypes: ["ed25519"],
+      authorizedKeys: files.map((f) => f.publicLine),
+      config: [
+        "PubkeyAcceptedAlgorithms ssh-ed25519,ecdsa-sha2-nistp256,rsa-sha2-512",
+      ],
+    });
+    const agent = await AgentClient.connect(sshAgent.socket);
+    try {
+      const ids = await agent.listIdentities();
+      assert.equal(ids.length, 4);
+      const byComment = (c: string) => ids.find((i) => i.comment === c)!;
+      for (const name of ["ed", "ec", "rsa"]) {
+        const id = byComment(name);
+        const used: string[] = [];
+        const inner = agentSigner(agent, id);
+        const signer: Signer = {
+          publicKey: inner.publicKey,
+          async sign(data, algorithm) {
+            const sig = await inner.sign(data, algorithm);
+            used.push(new SshReader(sig).utf8());
+            return sig;
+          },
+        };
+        const client = await connect({
+          hostname: "127.0.0.1",
+          port: sshd.port,
+          username: "root",
+          privateKeys: [signer],
+          verifyHostKey: (k) =>
+            sshd.hostKeys.some((h) => bytesEqual(h.blob, k.blob)),
+        });
+        try {
+          const r = await client.exec("echo agent-login");
+          assert.equal(new TextDecoder().decode(r.stdout), "agent-login\n");
+        } finally {
+          await client.close();
+        }
+        assert.deepEqual(
+          used,
+          [name === "rsa" ? "rsa-sha2-512" : id.key.signatureAlgorithms[0]],
+        );
+        assert.match(
+          sshd.log(),
+          new RegExp(
+            `Accepted publickey for root .*${esc(id.key.fingerprint())}`,
+          ),
+        );
+      }
+      // The agent forgets a key after listing it: signing fails, and the
+      // client goes on with the next key instead of giving up.
+      const gone = byComment("gone");
+      assert.equal(
+        (await sshAgent.sshAdd(["-d", `${dir}/gone.pub`])).code,
+        0,
+      );
+      const client = await connect({
+        hostname: "127.0.0.1",
+        port: sshd.port,
+        username: "root",
+        privateKeys: [
+          agentSigner(agent, gone),
+          agentSigner(agent, byComment("ed")),
+        ],
+        verifyHostKey: (k) =>
+          sshd.hostKeys.some((h) => bytesEqual(h.blob, k.blob)),
+      });
+      await client.close();
+    } finally {
+      agent.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "fynx ssh logs in with agent keys: no key file needed, an encrypted identity file the agent holds is not decrypted, IdentitiesOnly and IdentityAgent",
+  ignore: needSshd,
+  async fn() {
+    await using sshAgent = await startSshAgent();
+    const dir = sshAgent.dir;
+    const enc = await sshKeygen(dir, "enc", "ed25519", { comment: "enc" });
+    const rsa = await sshKeygen(dir, "rsa", "rsa", {
+      bits: 2048,
+      comment: "agent-rsa",
+    });
+    const other = await sshKeygen(dir, "other", "ecdsa-256", {
+      comment: "other",
+    });
+    for (const f of [enc, rsa]) {
+      assert.equal((await sshAgent.sshAdd(["-q", f.path])).code, 0);
+    }
+    // Now only a passphrase unlocks the file; the agent has the key.
+    await mustRun(SSH_KEYGEN, [
+      "-q",
+      "-p",
+      "-P",
+      "",
+      "-N",
+      "secret",
+      "-f",
+      enc.path,
+    ]);
+    await Deno.remove(rsa.path);
+    await mustRun(SSH_KEYGEN, [
+      "-q",
+      "-t",
+      "ed25519",
+      "-N",
+      "",
+      "-f",
+      `${dir}/ca`,
+    ]);
+    await using sshd = await startSshd({
+      hostKeyTypes: ["ed25519"],
+      authorizedKeys: [enc.publicLine],
+      config: [
+        "PubkeyAcceptedAlgorithms ssh-ed25519,ssh-ed25519-cert-v01@openssh.com,rsa-sha2-512",
+        `TrustedUserCAKeys ${dir}/ca.pub`,
+      ],
+    });
+    const home = `${dir}/home`;
+    await Deno.mkdir(home);
+    const ssh = (args: string[], env: Record<string, string> = sshAgent.env) =>
+      fynx([
+        "ssh",
+        "-v",
+        "-o",
+        `UserKnownHostsFile=${sshd.knownHostsPath}`,
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        String(sshd.port),
+        ...args,
+        "root@127.0.0.1",
+        "echo in",
+      ], { env: { ...env, HOME: home }, timeout: 20_000 });
+    const fp = (f: { publicLine: string }) =>
+      parsePublicKeyText(f.publicLine).fingerprint();
+
+    // The encrypted file names the agent's key: offered through the agent,
+    // never decrypted (BatchMode could not ask for the passphrase anyway).
+    let r = await ssh(["-i", enc.path, "-o", "IdentitiesOnly=yes"]);
+    assert.equal(r.code, 0, r.stderrText);
+    assert.equal(r.stdoutText, "in\n");
+    assert.match(
+      r.stderrText,
+      new RegExp(
+        `Offering public key: ${esc(enc.path)} ED25519 ${
+          esc(fp(enc))
+        } explicit agent`,
+      ),
+    );
+    assert.doesNotMatch(r.stderrText, /agent-rsa|passphrase/);
+
+    // Without FILE.pub the public key comes from the encrypted file's header.
+    await Deno.remove(enc.publicPath);
+    r = await ssh(["-i", enc.path, "-o", "IdentitiesOnly=yes"]);
+    assert.equal(r.code, 0, r.stderrText);
+    assert.match(
+      r.stderrText,
+      /Offering public key: .*enc ED25519 .* explicit agent/,
+    );
+
+    // IdentitiesOnly with an unrelated file leaves the agent's keys out.
+    r = await ssh(["-i", other.path, "-o", "IdentitiesOnly=yes"]);
+    assert.equal(r.code, 255);
+    assert.match(r.stderrText, /Permission denied \(publickey/);
+    assert.doesNotMatch(r.stderrText, /Offering public key: enc/);
+
+    // Only the RSA key, only in the agent: rsa-sha2-512 gets in.
+    await Deno.writeTextFile(
+      `${sshd.dir}/authorized_keys`,
+      rsa.publicLine + "\n",
+    );
+    r = await ssh([]);
+    assert.equal(r.code, 0, r.stderrText);
+    assert.match(
+      r.stderrText,
+      new RegExp(`Server accepts key: agent-rsa RSA ${esc(fp(rsa))} agent`),
+    );
+    assert.match(
+      sshd.log(),
+      new RegExp(`Accepted publickey for root .*RSA ${esc(fp(rsa))}`),
+    );
+
+    // IdentityAgent: none turns the agent off; a path picks it over
+    // SSH_AUTH_SOCK.
+    r = await ssh(["-o", "IdentityAgent=none"]);
+    assert.equal(r.code, 255);
+    assert.match(r.stderrText, /Permission denied/);
+    r = await ssh(["-o", `IdentityAgent=${sshAgent.socket}`], {
+      SSH_AUTH_SOCK: `${dir}/no-such-agent`,
+    });
+    assert.equal(r.code, 0, r.stderrText);
+
+    // A certificate beside the file (FILE-cert.pub), the key in the agent:
+    // the certificate is offered and the agent signs for it.
+    await Deno.writeTextFile(`${sshd.dir}/authorized_keys`, "");
+    await Deno.writeTextFile(enc.publicPath, enc.publicLine + "\n");
+    await mustRun(SSH_KEYGEN, [
+      "-q",
+      "-s",
+      `${dir}/ca`,
+      "-I",
+      "agent-cert",
+      "-n",
+      "root",
+      enc.publicPath,
+    ]);
+    r = await ssh(["-i", enc.path, "-o", "IdentitiesOnly=yes"]);
+    assert.equal(r.code, 0, r.stderrText);
+    assert.match(
+      r.stderrText,
+      new RegExp(
+        `Server accepts key: ${esc(enc.path)} ED25519-CERT ${
+          esc(fp(enc))
+        } explicit agent`,
+      ),
+    );
+    assert.match(
+      sshd.log(),
+      /Accepted publickey for root .*ED25519-CERT .*ID agent-cert/,
+    );
+  },
 });

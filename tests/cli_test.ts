@@ -13,18 +13,14 @@ import {
 } from "../cli/_known_hosts.ts";
 import { parseConfigOption, SSH_OPTION_NAMES } from "../cli/_options.ts";
 
+import {
+  FYNX_PERMISSIONS,
+  type FynxSshd as Sshd,
+  startFynxSshd as startSshd,
+} from "./_fynx.ts";
+
 const ROOT = new URL("..", import.meta.url).pathname;
 const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
-/** The `fynx` task's permission flags (deno.json "tasks.fynx"). */
-const FYNX_PERMISSIONS = [
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-run",
-  "--allow-ffi",
-  "--allow-sys=hostname,uid",
-];
 const decoder = new TextDecoder();
 
 interface RunResult {
@@ -87,84 +83,6 @@ async function run(
     };
   } finally {
     clearTimeout(timer);
-  }
-}
-
-/** A running `fynx sshd`. */
-interface Sshd {
-  port: number;
-  child: Deno.ChildProcess;
-  /** Everything it logged on stderr so far. */
-  log(): string;
-  /** Sends `signal` and waits for the exit status (killed after 10 s). */
-  stop(signal?: Deno.Signal): Promise<number>;
-}
-
-async function startSshd(args: string[]): Promise<Sshd> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", ...FYNX_PERMISSIONS, MAIN, "sshd", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let logText = "";
-  const logDone = (async () => {
-    for await (
-      const chunk of child.stderr.pipeThrough(new TextDecoderStream())
-    ) logText += chunk;
-  })();
-  let outText = "";
-  const outReader = child.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  const outDone = (async () => {
-    for (;;) {
-      const { value, done } = await outReader.read();
-      if (done) return;
-      outText += value;
-    }
-  })();
-  let status: Promise<Deno.CommandStatus> | null = null;
-  const stop = async (signal: Deno.Signal = "SIGTERM"): Promise<number> => {
-    if (!status) {
-      try {
-        child.kill(signal);
-      } catch {
-        // Already exited.
-      }
-      status = child.status;
-    }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Gone.
-      }
-    }, 10_000);
-    try {
-      const s = await status;
-      await Promise.all([logDone, outDone]);
-      return s.code;
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const m = outText.match(/listening on [^\s]+:(\d+)/);
-    if (m) return { port: Number(m[1]), child, log: () => logText, stop };
-    if (Date.now() > deadline) {
-      await stop("SIGKILL");
-      throw new Error(`fynx sshd did not start:\n${logText}`);
-    }
-    const exited = await Promise.race([
-      child.status.then(() => true),
-      new Promise((r) => setTimeout(r, 50, false)),
-    ]);
-    if (exited && !/listening on/.test(outText)) {
-      await stop();
-      throw new Error(`fynx sshd exited early:\n${logText}`);
-    }
   }
 }
 

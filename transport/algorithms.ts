@@ -10,7 +10,7 @@ import { SshWriter } from "../wire/writer.ts";
 import { CIPHER_NAMES, cipherInfo, MAC_NAMES } from "./cipher/mod.ts";
 import { COMPRESSION_NAMES } from "./compression.ts";
 import { DEFAULT_KEX, KEX_NAMES } from "./kex/mod.ts";
-import { SIGNATURE_ALGORITHMS } from "../keys/mod.ts";
+import { CERTIFICATE_ALGORITHMS, SIGNATURE_ALGORITHMS } from "../keys/mod.ts";
 
 /** Algorithm preference lists, strongest first. */
 export interface AlgorithmPreferences {
@@ -31,7 +31,7 @@ export const SUPPORTED_ALGORITHMS: Readonly<
   Record<keyof AlgorithmPreferences, readonly string[]>
 > = {
   kex: KEX_NAMES,
-  hostKey: SIGNATURE_ALGORITHMS,
+  hostKey: [...CERTIFICATE_ALGORITHMS, ...SIGNATURE_ALGORITHMS],
   cipher: CIPHER_NAMES,
   mac: MAC_NAMES,
   compression: COMPRESSION_NAMES,
@@ -47,7 +47,16 @@ export const DEFAULT_ALGORITHMS: Readonly<
   Record<keyof AlgorithmPreferences, readonly string[]>
 > = {
   kex: DEFAULT_KEX,
-  hostKey: ["ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256"],
+  // Certificates first, as OpenSSH orders them: a server with a host
+  // certificate presents it, and one without simply does not match them.
+  hostKey: [
+    "ssh-ed25519-cert-v01@openssh.com",
+    "rsa-sha2-512-cert-v01@openssh.com",
+    "rsa-sha2-256-cert-v01@openssh.com",
+    "ssh-ed25519",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+  ],
   cipher: CIPHER_NAMES,
   mac: ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"],
   compression: ["none", "zlib@openssh.com"],

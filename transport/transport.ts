@@ -12,7 +12,12 @@
  */
 import { DisconnectError, HostKeyError } from "../errors.ts";
 import type { PrivateKey, PublicKey } from "../keys/types.ts";
-import { parsePublicKey } from "../keys/mod.ts";
+import {
+  type Certificate,
+  parseCertificate,
+  parsePublicKey,
+  plainAlgorithm,
+} from "../keys/mod.ts";
 import { DisconnectReason, Msg } from "../wire/messages.ts";
 import { SshReader } from "../wire/reader.ts";
 import { SshWriter } from "../wire/writer.ts";
@@ -60,7 +65,16 @@ const STRICT_S = "kex-strict-s-v00@openssh.com";
 /** Called by a client with the server's host key; resolve true to accept. */
 export type HostKeyVerifier = (
   key: PublicKey,
-  info: { algorithm: string },
+  info: {
+    /** The negotiated host key algorithm. */
+    algorithm: string;
+    /**
+     * The host certificate the server presented for `key` (its CA signature
+     * verified; whether the CA is trusted for this host is the verifier's
+     * decision, see `checkCertificate`).
+     */
+    certificate?: Certificate;
+  },
 ) => boolean | Promise<boolean>;
 
 /** Options for {@linkcode Transport}. */
@@ -71,6 +85,11 @@ export interface TransportOptions {
   algorithms?: Partial<AlgorithmPreferences>;
   /** Server: the host keys to offer (at least one). */
   hostKeys?: readonly PrivateKey[];
+  /**
+   * Server: OpenSSH host certificates for some of `hostKeys`; each adds its
+   * `*-cert-v01@openssh.com` algorithms (sshd `HostCertificate`).
+   */
+  hostCertificates?: readonly Certificate[];
   /** Client: decides whether the server's host key is trusted. Rejects all when absent. */
   verifyHostKey?: HostKeyVerifier;
   /**
@@ -184,6 +203,8 @@ export class Transport {
   #rekeyTimer: ReturnType<typeof setTimeout> | undefined;
   /** Client: the server's host key after the first exchange. */
   #hostKey: PublicKey | null = null;
+  #hostKeyBlob: Uint8Array | null = null;
+  #hostCertificate: Certificate | null = null;
   #serverSigAlgs: string[] | null = null;
   #peerWantsExtInfo = false;
   /** Packets received since the last NEWKEYS (EXT_INFO must be the first). */
@@ -202,9 +223,32 @@ export class Transport {
       if (!options.hostKeys || options.hostKeys.length === 0) {
         throw new TypeError("A server needs at least one host key");
       }
-      const available = new Set(
-        options.hostKeys.flatMap((k) => k.publicKey.signatureAlgorithms),
-      );
+      for (const cert of options.hostCertificates ?? []) {
+        if (cert.certType !== "host") {
+          throw new TypeError(
+            `Certificate ${
+              JSON.stringify(cert.keyId)
+            } is a ${cert.certType} certificate, not a host certificate`,
+          );
+        }
+        if (
+          !options.hostKeys.some((k) =>
+            sameBytes(k.publicKey.blob, cert.key.blob)
+          )
+        ) {
+          throw new TypeError(
+            `Host certificate ${
+              JSON.stringify(cert.keyId)
+            } is for ${cert.key.fingerprint()}, which is not one of the host keys`,
+          );
+        }
+      }
+      const available = new Set([
+        ...options.hostKeys.flatMap((k) => k.publicKey.signatureAlgorithms),
+        ...(options.hostCertificates ?? []).flatMap((c) =>
+          c.signatureAlgorithms
+        ),
+      ]);
       this.#prefs.hostKey = this.#prefs.hostKey.filter((a) => available.has(a));
       if (this.#prefs.hostKey.length === 0) {
         throw new TypeError(
@@ -248,6 +292,11 @@ export class Transport {
   /** Client: the server's verified host key. */
   get hostKey(): PublicKey | null {
     return this.#hostKey;
+  }
+
+  /** Client: the host certificate the server presented, if any. */
+  get hostCertificate(): Certificate | null {
+    return this.#hostCertificate;
   }
 
   /** Client: the server's `server-sig-algs` from EXT_INFO, or null if it sent none. */
@@ -828,18 +877,30 @@ export class Transport {
       r.byte();
       const result = kex.method.server(r);
       r.end();
+      // A certificate algorithm presents the certificate as K_S and signs
+      // with the certified key's plain algorithm (PROTOCOL.certkeys).
+      const certPlain = plainAlgorithm(n.hostKey);
+      const signAlgorithm = certPlain ?? n.hostKey;
+      const cert = certPlain === null
+        ? undefined
+        : this.#options.hostCertificates!.find((c) =>
+          c.signatureAlgorithms.includes(n.hostKey)
+        )!;
       const hostKey = this.#options.hostKeys!.find((k) =>
-        k.publicKey.signatureAlgorithms.includes(n.hostKey)
+        cert
+          ? sameBytes(k.publicKey.blob, cert.key.blob)
+          : k.publicKey.signatureAlgorithms.includes(n.hostKey)
       )!;
+      const hostKeyBlob = cert?.blob ?? hostKey.publicKey.blob;
       const h = exchangeHash(
-        hostKey.publicKey.blob,
+        hostKeyBlob,
         result.peerEncoded,
         result.publicEncoded,
         result.sharedSecret,
       );
-      const signature = hostKey.sign(h, n.hostKey);
+      const signature = hostKey.sign(h, signAlgorithm);
       this.#queueUrgent(
-        new SshWriter(1024).byte(Msg.KEX_REPLY).string(hostKey.publicKey.blob)
+        new SshWriter(1024).byte(Msg.KEX_REPLY).string(hostKeyBlob)
           .raw(result.publicEncoded).string(
             signature,
           ).bytes(),
@@ -858,19 +919,37 @@ export class Transport {
       const result = kex.client.finish(r);
       const signature = r.string(16 * 1024);
       r.end();
+      const certPlain = plainAlgorithm(n.hostKey);
+      const verifyAlgorithm = certPlain ?? n.hostKey;
       let hostKey: PublicKey;
+      let certificate: Certificate | undefined;
       try {
-        hostKey = parsePublicKey(hostKeyBlob);
+        if (certPlain !== null) {
+          certificate = parseCertificate(hostKeyBlob);
+          hostKey = certificate.key;
+        } else {
+          hostKey = parsePublicKey(hostKeyBlob);
+        }
       } catch (e) {
         throw new DisconnectError(
           DisconnectReason.HOST_KEY_NOT_VERIFIABLE,
-          `Cannot parse the server's host key: ${(e as Error).message}`,
+          `Cannot parse the server's host ${
+            certificate ? "certificate" : "key"
+          }: ${(e as Error).message}`,
         );
       }
-      if (!hostKey.signatureAlgorithms.includes(n.hostKey)) {
+      if (certificate && certificate.certType !== "host") {
         throw new DisconnectError(
           DisconnectReason.HOST_KEY_NOT_VERIFIABLE,
-          `Server sent a ${hostKey.type} host key but ${n.hostKey} was negotiated`,
+          `Server presented a ${certificate.certType} certificate as its host certificate`,
+        );
+      }
+      if (!hostKey.signatureAlgorithms.includes(verifyAlgorithm)) {
+        throw new DisconnectError(
+          DisconnectReason.HOST_KEY_NOT_VERIFIABLE,
+          `Server sent a ${
+            certificate?.type ?? hostKey.type
+          } host key but ${n.hostKey} was negotiated`,
         );
       }
       const h = exchangeHash(
@@ -879,7 +958,7 @@ export class Transport {
         result.peerEncoded,
         result.sharedSecret,
       );
-      if (!hostKey.verify(h, signature, n.hostKey)) {
+      if (!hostKey.verify(h, signature, verifyAlgorithm)) {
         throw new DisconnectError(
           DisconnectReason.HOST_KEY_NOT_VERIFIABLE,
           `Server's ${n.hostKey} signature over the exchange hash does not verify`,
@@ -888,7 +967,7 @@ export class Transport {
       if (this.#hostKey) {
         // A rekey must not switch host keys (RFC 4253 section 9 implies
         // the same server; OpenSSH refuses a change too).
-        if (!sameBytes(this.#hostKey.blob, hostKey.blob)) {
+        if (!sameBytes(this.#hostKeyBlob!, hostKeyBlob)) {
           throw new DisconnectError(
             DisconnectReason.HOST_KEY_NOT_VERIFIABLE,
             "Server changed its host key during rekey",
@@ -900,6 +979,7 @@ export class Transport {
           ok = this.#options.verifyHostKey
             ? await this.#options.verifyHostKey(hostKey, {
               algorithm: n.hostKey,
+              ...(certificate ? { certificate } : {}),
             })
             : false;
         } catch (e) {
@@ -919,6 +999,8 @@ export class Transport {
           );
         }
         this.#hostKey = hostKey;
+        this.#hostKeyBlob = hostKeyBlob.slice();
+        this.#hostCertificate = certificate ?? null;
       }
       this.#prepareKeys(kex, hash, result.sharedSecret, h);
     }
