@@ -80,8 +80,7 @@ for (const [label, size] of SIZES) {
   bench(
     "aes-128-gcm",
     "Web Crypto, 1 in flight",
-    () =>
-      crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce12 }, webGcm, data),
+    () => crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce12 }, webGcm, data),
   );
   bench(
     "aes-128-gcm",
@@ -96,7 +95,11 @@ for (const [label, size] of SIZES) {
       await Promise.all(all);
     },
   );
-  bench("aes-128-gcm", "@noble/ciphers", () => gcm(key16, nonce12).encrypt(data));
+  bench(
+    "aes-128-gcm",
+    "@noble/ciphers",
+    () => gcm(key16, nonce12).encrypt(data),
+  );
 
   // AES-128-CTR.
   bench("aes-128-ctr", "node:crypto", () => {
