@@ -248,14 +248,13 @@ export function startTunnelServer(
     return response;
   };
 
-  let httpServer: Deno.HttpServer<Deno.NetAddr>;
   const serveOptions = {
     hostname: "127.0.0.1",
     port: options.port ?? 0,
     onListen: () => {},
     ...(options.tls ?? {}),
   };
-  httpServer = Deno.serve(serveOptions, (req, info) => {
+  const httpServer = Deno.serve(serveOptions, (req, info) => {
     const url = new URL(req.url);
     if (url.pathname === "/v1/ssh") return handleSsh(req, info);
     if (url.pathname === "/v1/relay") return handleRelay(req, url);
