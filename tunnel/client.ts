@@ -60,6 +60,8 @@ import {
 import { parseProxyUrl, proxyFor } from "./_client_proxy.ts";
 
 export type { BackoffOptions, LocalTarget } from "./_client_options.ts";
+export type { Signer } from "../auth/client.ts";
+export type { HostKeyVerifier } from "../transport/transport.ts";
 export { WsHandshakeError } from "./_client_ws.ts";
 
 /** Options for {@linkcode TunnelClient}. */
@@ -250,6 +252,29 @@ export function tunnelUrl(url: string | URL, path = "/v1/ssh"): URL {
  * settles when the client stops (rejects with a {@linkcode TunnelFatalError}
  * for what retrying cannot fix: a host key mismatch, a refused token or
  * SSH login, a 4xx other than 408/429).
+ *
+ * @example Options are checked before anything connects
+ * ```ts
+ * import { TunnelClient } from "@fynx/ssh/tunnel/client";
+ * import assert from "node:assert/strict";
+ *
+ * // A JWT whose payload is {"sub":"alice"} (the server verifies it).
+ * const token = `e30.${btoa('{"sub":"alice"}').replace(/=+$/, "")}.sig`;
+ * const tunnel = new TunnelClient({
+ *   url: "https://tunnel.example.com",
+ *   token,
+ *   expose: { app: "http://127.0.0.1:11434" },
+ *   hostKeyFingerprint: "SHA256:" + "A".repeat(43),
+ *   proxy: null,
+ * });
+ * assert.equal(tunnel.url.href, "wss://tunnel.example.com/v1/ssh");
+ * assert.equal(tunnel.username, "alice");
+ * assert.equal(tunnel.state.state, "closed");
+ * assert.throws(
+ *   () => new TunnelClient({ url: "wss://t.example", token, expose: {} }),
+ *   TypeError,
+ * );
+ * ```
  */
 export class TunnelClient {
   readonly #o: TunnelClientOptions;
