@@ -482,7 +482,7 @@ async function handshake(
     }
     // Server text goes to a terminal: no control characters.
     // deno-lint-ignore no-control-regex
-    detail = detail.replace(/[\x00-\x1f\x7f]+/g, " ").slice(0, 300);
+    detail = detail.replace(/[\x00-\x1f\x7f]+/g, " ").trim().slice(0, 300);
     throw new WsHandshakeError(
       `${url.host} refused the WebSocket upgrade: ${head.status} ${head.statusText}${
         detail ? `: ${detail}` : ""
