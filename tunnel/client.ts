@@ -838,7 +838,7 @@ function environment(): Record<string, string> {
 
 function describe(e: unknown): string {
   const err = e as Error;
-  const msg = err?.message ?? String(e);
+  const msg = errorText(e);
   const cause = (err?.cause as Error | undefined)?.message;
   return cause && !msg.includes(cause) ? `${msg}: ${cause}` : msg;
 }
