@@ -6,11 +6,12 @@
  *
  * Usage (the parent builds this):
  *   deno run --allow-net=127.0.0.1 --allow-read --allow-run \
- *     bench/_e2e_server.ts --host-key FILE --user-key FP
+ *     --v8-flags=--expose-gc bench/_e2e_server.ts --host-key FILE --user-key FP
  *
  * Prints `listening PORT` once ready. Each `mem` line on stdin is answered
  * with one JSON line: `Deno.memoryUsage()` plus the number of connections
- * authenticated so far and currently open. Stdin EOF stops the server, and
+ * authenticated so far and currently open; `gc` does the same after a full
+ * garbage collection (with `--v8-flags=--expose-gc`). Stdin EOF stops the server, and
  * so does a 15-minute limit, so it never outlives the bench.
  *
  * @module
@@ -60,7 +61,11 @@ for await (
   while ((nl = pending.indexOf("\n")) >= 0) {
     const line = pending.slice(0, nl).trim();
     pending = pending.slice(nl + 1);
-    if (line === "mem") {
+    if (line === "gc" || line === "mem") {
+      // Needs --v8-flags=--expose-gc; without it the answer is as is.
+      if (line === "gc") {
+        (globalThis as { gc?: () => void }).gc?.();
+      }
       const reply = { ...Deno.memoryUsage(), authenticated, open };
       await Deno.stdout.write(encoder.encode(JSON.stringify(reply) + "\n"));
     }
