@@ -27,7 +27,10 @@
  * Usage: deno task bench:e2e [--size MiB] [--rounds N] [--cipher NAME]...
  *   [--only throughput|startup|handshakes|memory]... [--sessions N]
  *   [--duration S] [--concurrency N] [--startup-runs N] [--ssh2 DIR]
- *   [--out DIR | --no-write]
+ *   [--out DIR | --no-write] [--update-readme]
+ *
+ * --update-readme also replaces the text between the `bench:e2e` markers in
+ * README.md with the tables.
  *
  * @module
  */
@@ -68,6 +71,7 @@ const { values } = parseArgs({
     ssh2: { type: "string", default: ".tmp/ssh2" },
     out: { type: "string", default: "docs" },
     "no-write": { type: "boolean", default: false },
+    "update-readme": { type: "boolean", default: false },
   },
 });
 
@@ -852,7 +856,9 @@ if (goals.length) {
 }
 const header = `Measured ${date} on ${machine}, 127.0.0.1.\n\n` +
   `Reproduce: \`deno task bench:e2e${
-    Deno.args.filter((a) => a !== "--no-write").map((a) => " " + a).join("")
+    Deno.args.filter((a) => a !== "--no-write" && a !== "--update-readme").map((
+      a,
+    ) => " " + a).join("")
   }\`` +
   ` (ssh2: \`mkdir -p .tmp/ssh2 && npm install --prefix .tmp/ssh2 ssh2\`).\n`;
 const report = header + "\n" + markdown.join("\n");
@@ -879,4 +885,35 @@ if (!values["no-write"]) {
       charts.length ? `, ${out}/bench_e2e.svg` : ""
     }`,
   );
+}
+if (values["update-readme"]) {
+  const readme = new URL("../README.md", import.meta.url);
+  const textNow = await Deno.readTextFile(readme);
+  const begin = "<!-- bench:e2e begin -->";
+  const end = "<!-- bench:e2e end -->";
+  const a = textNow.indexOf(begin);
+  const b = textNow.indexOf(end);
+  if (a < 0 || b < a) {
+    console.error(`README.md has no ${begin} ... ${end} markers`);
+    Deno.exit(1);
+  }
+  await Deno.writeTextFile(
+    readme,
+    textNow.slice(0, a + begin.length) + "\n\n" +
+      report.replaceAll("### ", "#### ").trim() + "\n\n" + textNow.slice(b),
+  );
+  console.log("Updated README.md");
+}
+// Written files follow `deno fmt`, so `deno task check` stays clean.
+const written = [
+  ...(values["no-write"] ? [] : [
+    `${values.out}/bench_e2e.md`,
+    `${values.out}/bench_e2e.json`,
+  ]),
+  ...(values["update-readme"]
+    ? [new URL("../README.md", import.meta.url).pathname]
+    : []),
+];
+if (written.length) {
+  await run(DENO, ["fmt", "-q", ...written]).catch(() => {});
 }
