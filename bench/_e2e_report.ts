@@ -126,7 +126,7 @@ export function svgCharts(charts: readonly BarChart[], note = ""): string {
             `<title>${escapeXml(chart.series[i])}: ${
               v.toFixed(chart.digits ?? 0)
             } ${escapeXml(chart.unit)}</title></rect>`,
-          `<text x="${labelWidth + w + 4}" y="${
+          `<text x="${(labelWidth + w + 4).toFixed(1)}" y="${
             by + barHeight - 2
           }" font-size="11">${v.toFixed(chart.digits ?? 0)} ${
             escapeXml(chart.unit)

@@ -27,9 +27,11 @@
  * Usage: deno task bench:e2e [--size MiB] [--rounds N] [--cipher NAME]...
  *   [--only throughput|startup|handshakes|memory]... [--sessions N]
  *   [--duration S] [--concurrency N] [--startup-runs N] [--ssh2 DIR]
- *   [--out DIR | --no-write] [--update-readme]
+ *   [--out DIR | --no-write] [--update-readme] [--server-v8-flags FLAGS]
  *
- * --update-readme also replaces the text between the `bench:e2e` markers in
+ * --server-v8-flags passes V8 flags (comma-separated) to our server's
+ * process, e.g. `--max-semi-space-size=1` to see how much of its memory is
+ * V8's young generation. --update-readme also replaces the text between the `bench:e2e` markers in
  * README.md with the tables.
  *
  * @module
@@ -72,6 +74,7 @@ const { values } = parseArgs({
     out: { type: "string", default: "docs" },
     "no-write": { type: "boolean", default: false },
     "update-readme": { type: "boolean", default: false },
+    "server-v8-flags": { type: "string", default: "" },
   },
 });
 
@@ -211,7 +214,9 @@ async function startOurServer(): Promise<OurServer> {
       "--allow-net=127.0.0.1",
       "--allow-read",
       "--allow-run",
-      "--v8-flags=--expose-gc",
+      `--v8-flags=${
+        ["--expose-gc", values["server-v8-flags"]].filter(Boolean).join(",")
+      }`,
       SERVER_TS,
       "--host-key",
       ourHost.path,
@@ -909,6 +914,7 @@ const written = [
   ...(values["no-write"] ? [] : [
     `${values.out}/bench_e2e.md`,
     `${values.out}/bench_e2e.json`,
+    ...(charts.length ? [`${values.out}/bench_e2e.svg`] : []),
   ]),
   ...(values["update-readme"]
     ? [new URL("../README.md", import.meta.url).pathname]
