@@ -24,6 +24,7 @@ import {
 } from "../transport/cipher/mod.ts";
 import { HMACS, packetMac } from "../transport/cipher/_hmac.ts";
 import { streamXor } from "../transport/cipher/_common.ts";
+import { poly1305Wasm } from "../transport/cipher/_poly1305.ts";
 
 const hex = (s: string): Uint8Array => hexToBytes(s.replace(/[\s:]/g, ""));
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -405,6 +406,66 @@ Deno.test("ChaCha20 block and Poly1305 known answers (RFC 8439 sections 2.3.2 an
     bytesToHex(poly1305(utf8("Cryptographic Forum Research Group"), polyKey)),
     "a8061dc1305136c6c22b8baf0c0127a9",
   );
+});
+
+Deno.test("WebAssembly Poly1305: RFC 8439 vectors (section 2.5.2, A.3 #6-#10)", () => {
+  const z = (n: number) => "00".repeat(n);
+  const ff = (n: number) => "ff".repeat(n);
+  const vectors: [string, string, string][] = [
+    [
+      "85d6be7857556d337f4452fe42d506a80103808afb0db2fd4abff6af4149f51b",
+      bytesToHex(utf8("Cryptographic Forum Research Group")),
+      "a8061dc1305136c6c22b8baf0c0127a9",
+    ],
+    // A.3 #6-#10 exercise the final reduction (h >= p) and the carries.
+    ["02" + z(31), ff(16), "03" + z(15)],
+    ["02" + z(15) + ff(16), "02" + z(15), "03" + z(15)],
+    ["01" + z(31), ff(16) + "f0" + ff(15) + "11" + z(15), "05" + z(15)],
+    ["01" + z(31), ff(16) + "fb" + "fe".repeat(15) + "01".repeat(16), z(16)],
+    ["02" + z(31), "fd" + ff(15), "fa" + ff(15)],
+  ];
+  for (const [key, msg, tag] of vectors) {
+    assert.equal(bytesToHex(poly1305Wasm(hex(msg), hex(key))), tag);
+  }
+});
+
+Deno.test("WebAssembly Poly1305 equals @noble/ciphers for every length 0..2000 and large inputs", () => {
+  const out = new Uint8Array(20);
+  for (let n = 0; n <= 2000; n++) {
+    for (const seed of [n + 1, n + 5000]) {
+      const msg = bytes(n, seed);
+      const key = bytes(32, seed + 9000);
+      assert.equal(
+        bytesToHex(poly1305Wasm(msg, key)),
+        bytesToHex(poly1305(msg, key)),
+        `length ${n}`,
+      );
+    }
+  }
+  // Around the 64 KiB window of the WebAssembly memory, and a whole packet;
+  // the message as an unaligned view and the tag into a caller's buffer.
+  const big = bytes(256 * 1024 + 40, 77);
+  for (const n of [65535, 65536, 65537, 131072 + 15, 256 * 1024 + 33]) {
+    const msg = big.subarray(7, 7 + n);
+    const key = bytes(32, n);
+    poly1305Wasm(msg, key, out.subarray(2, 18));
+    assert.equal(
+      bytesToHex(out.subarray(2, 18)),
+      bytesToHex(poly1305(msg, key)),
+    );
+  }
+  // All-ones keys and messages: the largest limbs the clamp allows.
+  for (const n of [15, 16, 17, 1000]) {
+    const msg = new Uint8Array(n).fill(0xff);
+    const key = new Uint8Array(32).fill(0xff);
+    assert.equal(
+      bytesToHex(poly1305Wasm(msg, key)),
+      bytesToHex(poly1305(msg, key)),
+    );
+  }
+  assert.throws(() => poly1305Wasm(new Uint8Array(1), new Uint8Array(31)), {
+    name: "TypeError",
+  });
 });
 
 // ------------------------------------------------ constructions vs independent compositions
