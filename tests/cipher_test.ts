@@ -536,22 +536,32 @@ Deno.test("aes-gcm@openssh.com matches @noble/ciphers gcm, with the invocation c
   }
 });
 
-Deno.test("aes-ctr with each MAC matches @noble compositions, the counter running across packets", () => {
+Deno.test("aes-ctr with each MAC matches @noble compositions, the counter running across packets and wrapping mod 2^128", async () => {
+  // The second IV wraps inside the large packet, which takes the Web Crypto
+  // path (one call from a computed counter, `length: 128`).
+  const nearWrap = hex("ffffffffffffffffffffffffffffff00");
   for (const cipher of ["aes128-ctr", "aes192-ctr", "aes256-ctr"]) {
-    for (const mac of MAC_NAMES) {
-      const keys = keysFor(cipher, mac, 5);
+    for (
+      const [mac, wrap] of MAC_NAMES.flatMap((m) =>
+        [[m, false], [m, true]] as const
+      )
+    ) {
+      const base = keysFor(cipher, mac, 5);
+      const keys = wrap ? { ...base, iv: nearWrap } : base;
       const mi = macInfo(mac);
       const hash = mi.keyLength === 32 ? sha256 : sha512;
       const seal = createPacketCipher(cipher, mac, keys, "seal");
       const packets = [
         buildPacket(seal, 3, 1),
         buildPacket(seal, 1000, 2),
+        buildPacket(seal, 70000, 4),
         buildPacket(seal, 33, 3),
       ];
       const plainStream = concatBytes(
         ...packets.map((p) => mi.etm ? p.subarray(4) : p),
       );
       const ctStream = ctr(keys.key, keys.iv).encrypt(plainStream);
+      const open = createPacketCipher(cipher, mac, keys, "open");
       let off = 0;
       for (const [i, packet] of packets.entries()) {
         const seq = 41 + i;
@@ -574,10 +584,20 @@ Deno.test("aes-ctr with each MAC matches @noble compositions, the counter runnin
             ct,
             hmac(hash, keys.macKey, concatBytes(seqBytes, packet)),
           );
+        const what = `${cipher} ${mac} ${wrap ? "wrapping " : ""}packet ${i}`;
         assert.equal(
-          bytesToHex(seal.seal(seq, packet) as Uint8Array),
+          bytesToHex(await seal.seal(seq, packet)),
           bytesToHex(expected),
-          `${cipher} ${mac} packet ${i}`,
+          what,
+        );
+        assert.equal(
+          open.packetLength(seq, expected.subarray(0, open.headLength)),
+          packet.length - 4,
+        );
+        assert.equal(
+          bytesToHex(await open.open(seq, expected)),
+          bytesToHex(packet.subarray(4)),
+          what,
         );
       }
     }
