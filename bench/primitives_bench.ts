@@ -14,6 +14,7 @@ import { ctr, gcm } from "@noble/ciphers/aes.js";
 import { poly1305 } from "@noble/ciphers/_poly1305.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256, sha512 } from "@noble/hashes/sha2.js";
+import { poly1305Wasm } from "../transport/cipher/_poly1305.ts";
 
 const SIZES: [string, number][] = [
   ["1 KiB", 1024],
@@ -133,6 +134,7 @@ for (const [label, size] of SIZES) {
   }, true);
   bench("chacha20", "@noble/ciphers", () => chacha20(key32, nonce12, data));
   bench("poly1305", "@noble/ciphers", () => poly1305(data, key32), true);
+  bench("poly1305", "WebAssembly (ours)", () => poly1305Wasm(data, key32));
 
   // HMAC-SHA2.
   bench(

@@ -24,6 +24,7 @@ import {
 } from "../transport/cipher/mod.ts";
 import { HMACS, packetMac } from "../transport/cipher/_hmac.ts";
 import { streamXor } from "../transport/cipher/_common.ts";
+import { poly1305Wasm } from "../transport/cipher/_poly1305.ts";
 
 const hex = (s: string): Uint8Array => hexToBytes(s.replace(/[\s:]/g, ""));
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -407,6 +408,66 @@ Deno.test("ChaCha20 block and Poly1305 known answers (RFC 8439 sections 2.3.2 an
   );
 });
 
+Deno.test("WebAssembly Poly1305: RFC 8439 vectors (section 2.5.2, A.3 #6-#10)", () => {
+  const z = (n: number) => "00".repeat(n);
+  const ff = (n: number) => "ff".repeat(n);
+  const vectors: [string, string, string][] = [
+    [
+      "85d6be7857556d337f4452fe42d506a80103808afb0db2fd4abff6af4149f51b",
+      bytesToHex(utf8("Cryptographic Forum Research Group")),
+      "a8061dc1305136c6c22b8baf0c0127a9",
+    ],
+    // A.3 #6-#10 exercise the final reduction (h >= p) and the carries.
+    ["02" + z(31), ff(16), "03" + z(15)],
+    ["02" + z(15) + ff(16), "02" + z(15), "03" + z(15)],
+    ["01" + z(31), ff(16) + "f0" + ff(15) + "11" + z(15), "05" + z(15)],
+    ["01" + z(31), ff(16) + "fb" + "fe".repeat(15) + "01".repeat(16), z(16)],
+    ["02" + z(31), "fd" + ff(15), "fa" + ff(15)],
+  ];
+  for (const [key, msg, tag] of vectors) {
+    assert.equal(bytesToHex(poly1305Wasm(hex(msg), hex(key))), tag);
+  }
+});
+
+Deno.test("WebAssembly Poly1305 equals @noble/ciphers for every length 0..2000 and large inputs", () => {
+  const out = new Uint8Array(20);
+  for (let n = 0; n <= 2000; n++) {
+    for (const seed of [n + 1, n + 5000]) {
+      const msg = bytes(n, seed);
+      const key = bytes(32, seed + 9000);
+      assert.equal(
+        bytesToHex(poly1305Wasm(msg, key)),
+        bytesToHex(poly1305(msg, key)),
+        `length ${n}`,
+      );
+    }
+  }
+  // Around the 64 KiB window of the WebAssembly memory, and a whole packet;
+  // the message as an unaligned view and the tag into a caller's buffer.
+  const big = bytes(256 * 1024 + 40, 77);
+  for (const n of [65535, 65536, 65537, 131072 + 15, 256 * 1024 + 33]) {
+    const msg = big.subarray(7, 7 + n);
+    const key = bytes(32, n);
+    poly1305Wasm(msg, key, out.subarray(2, 18));
+    assert.equal(
+      bytesToHex(out.subarray(2, 18)),
+      bytesToHex(poly1305(msg, key)),
+    );
+  }
+  // All-ones keys and messages: the largest limbs the clamp allows.
+  for (const n of [15, 16, 17, 1000]) {
+    const msg = new Uint8Array(n).fill(0xff);
+    const key = new Uint8Array(32).fill(0xff);
+    assert.equal(
+      bytesToHex(poly1305Wasm(msg, key)),
+      bytesToHex(poly1305(msg, key)),
+    );
+  }
+  assert.throws(() => poly1305Wasm(new Uint8Array(1), new Uint8Array(31)), {
+    name: "TypeError",
+  });
+});
+
 // ------------------------------------------------ constructions vs independent compositions
 
 /** OpenSSH PROTOCOL.chacha20poly1305 from @noble/ciphers primitives only. */
@@ -475,22 +536,32 @@ Deno.test("aes-gcm@openssh.com matches @noble/ciphers gcm, with the invocation c
   }
 });
 
-Deno.test("aes-ctr with each MAC matches @noble compositions, the counter running across packets", () => {
+Deno.test("aes-ctr with each MAC matches @noble compositions, the counter running across packets and wrapping mod 2^128", async () => {
+  // The second IV wraps inside the large packet, which takes the Web Crypto
+  // path (one call from a computed counter, `length: 128`).
+  const nearWrap = hex("ffffffffffffffffffffffffffffff00");
   for (const cipher of ["aes128-ctr", "aes192-ctr", "aes256-ctr"]) {
-    for (const mac of MAC_NAMES) {
-      const keys = keysFor(cipher, mac, 5);
+    for (
+      const [mac, wrap] of MAC_NAMES.flatMap((m) =>
+        [[m, false], [m, true]] as const
+      )
+    ) {
+      const base = keysFor(cipher, mac, 5);
+      const keys = wrap ? { ...base, iv: nearWrap } : base;
       const mi = macInfo(mac);
       const hash = mi.keyLength === 32 ? sha256 : sha512;
       const seal = createPacketCipher(cipher, mac, keys, "seal");
       const packets = [
         buildPacket(seal, 3, 1),
         buildPacket(seal, 1000, 2),
+        buildPacket(seal, 70000, 4),
         buildPacket(seal, 33, 3),
       ];
       const plainStream = concatBytes(
         ...packets.map((p) => mi.etm ? p.subarray(4) : p),
       );
       const ctStream = ctr(keys.key, keys.iv).encrypt(plainStream);
+      const open = createPacketCipher(cipher, mac, keys, "open");
       let off = 0;
       for (const [i, packet] of packets.entries()) {
         const seq = 41 + i;
@@ -513,10 +584,20 @@ Deno.test("aes-ctr with each MAC matches @noble compositions, the counter runnin
             ct,
             hmac(hash, keys.macKey, concatBytes(seqBytes, packet)),
           );
+        const what = `${cipher} ${mac} ${wrap ? "wrapping " : ""}packet ${i}`;
         assert.equal(
-          bytesToHex(seal.seal(seq, packet) as Uint8Array),
+          bytesToHex(await seal.seal(seq, packet)),
           bytesToHex(expected),
-          `${cipher} ${mac} packet ${i}`,
+          what,
+        );
+        assert.equal(
+          open.packetLength(seq, expected.subarray(0, open.headLength)),
+          packet.length - 4,
+        );
+        assert.equal(
+          bytesToHex(await open.open(seq, expected)),
+          bytesToHex(packet.subarray(4)),
+          what,
         );
       }
     }
@@ -569,6 +650,40 @@ for (const [cipher, mac] of COMBOS) {
     }
   });
 }
+
+Deno.test("pipelined: every cipher seals and opens packets started before earlier ones finish", async () => {
+  // The transport starts sealing (and opening) packet n+1 before packet n's
+  // Promise settles; ciphers with per-packet state (CTR counter, GCM nonce)
+  // must take it at call time.
+  const sizes = [40000, 100, 9000, 70000, 16, 8192, 200000, 5000];
+  for (const cipher of CIPHER_NAMES) {
+    const macs = cipherInfo(cipher).aead ? [null] : MAC_NAMES;
+    for (const mac of macs) {
+      const keys = keysFor(cipher, mac, 11);
+      const seal = createPacketCipher(cipher, mac, keys, "seal");
+      const open = createPacketCipher(cipher, mac, keys, "open");
+      const packets = sizes.map((n, i) => buildPacket(seal, n, i + 20));
+      const wires = await Promise.all(
+        packets.map((p, i) => seal.seal(100 + i, p)),
+      );
+      const opened = wires.map((w, i) => {
+        assert.equal(
+          open.packetLength(100 + i, w.subarray(0, open.headLength)),
+          packets[i].length - 4,
+        );
+        return open.open(100 + i, w);
+      });
+      const plains = await Promise.all(opened);
+      for (const [i, plain] of plains.entries()) {
+        assert.deepEqual(
+          plain,
+          packets[i].subarray(4),
+          `${cipher} ${mac} packet ${i}`,
+        );
+      }
+    }
+  }
+});
 
 Deno.test("none cipher passes packets through", () => {
   const none = createNoneCipher();

@@ -13,13 +13,14 @@
  * ChaCha20 is node:crypto's native `chacha20` (about 900 MB/s here). Its
  * 16-byte IV is ChaCha state words 12..15 in little-endian order (OpenSSL's
  * layout): for OpenSSH's construction that is the 64-bit counter little-endian
- * followed by the sequence number big-endian. Poly1305 is @noble/ciphers
- * (pure JS; node:crypto and Web Crypto expose no bare Poly1305).
+ * followed by the sequence number big-endian. Poly1305 is our WebAssembly
+ * one (./_poly1305.ts, about 1450 MB/s at 32 KiB against 270 MB/s for
+ * @noble/ciphers' pure JS; node:crypto and Web Crypto expose no bare
+ * Poly1305).
  *
  * @module
  */
 import { createCipheriv } from "node:crypto";
-import { poly1305 } from "@noble/ciphers/_poly1305.js";
 import {
   checkKeyLength,
   checkSeq,
@@ -29,6 +30,7 @@ import {
   streamXor,
   view,
 } from "./_common.ts";
+import { poly1305Wasm } from "./_poly1305.ts";
 import type { DirectionKeys, PacketCipher } from "./types.ts";
 
 const TAG = 16;
@@ -78,7 +80,7 @@ export class ChachaPolyCipher implements PacketCipher {
     const polyKey = main.update(BLOCK0).subarray(0, 32);
     out.set(main.update(packet.subarray(4)), 4);
     main.final(); // Deno keeps the cipher as a resource until final()
-    out.set(poly1305(out.subarray(0, n), polyKey), n);
+    poly1305Wasm(out.subarray(0, n), polyKey, out.subarray(n));
     return out;
   }
 
@@ -112,7 +114,7 @@ export class ChachaPolyCipher implements PacketCipher {
     const main = createCipheriv("chacha20", this.#mainKey, chachaIv(seq));
     try {
       const polyKey = main.update(BLOCK0).subarray(0, 32);
-      const tag = poly1305(wire.subarray(0, n), polyKey);
+      const tag = poly1305Wasm(wire.subarray(0, n), polyKey);
       if (!constantTimeEqual(tag, wire.subarray(n))) {
         throw new MacError(
           `Cannot open packet ${seq}: authentication tag mismatch`,

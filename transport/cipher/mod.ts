@@ -107,7 +107,8 @@ export function macInfo(name: string): MacInfo {
  * Creates one direction of packet protection after NEWKEYS.
  *
  * Every implementation here is synchronous except AES-GCM on packets of
- * 4 KiB or more, which returns a Promise (Web Crypto is faster there).
+ * 4 KiB or more and AES-CTR on spans of 8 KiB or more, which return a
+ * Promise (Web Crypto is faster there).
  * `open` may return a view of a fresh buffer; it never modifies `wire`.
  *
  * @param cipher A name from {@linkcode CIPHER_NAMES}.
