@@ -23,18 +23,30 @@ export const BUCKETS: readonly number[] = [
 
 /** The server's metrics. */
 export class Metrics {
-  connections = 0;
-  connectionsTotal = 0;
-  tunnels = 0;
-  bytesIn = 0;
-  bytesOut = 0;
-  reconnects = 0;
-  readonly requests = new Map<string, number>();
-  readonly authFailures = new Map<string, number>();
-  readonly limitHits = new Map<string, number>();
+  /** Open SSH connections. */
+  connections: number = 0;
+  /** SSH connections accepted. */
+  connectionsTotal: number = 0;
+  /** Live routes. */
+  tunnels: number = 0;
+  /** Body bytes from public clients. */
+  bytesIn: number = 0;
+  /** Body bytes to public clients. */
+  bytesOut: number = 0;
+  /** Names handed back to a reconnecting user. */
+  reconnects: number = 0;
+  /** Requests by status. */
+  readonly requests: Map<string, number> = new Map();
+  /** Authentication failures by kind. */
+  readonly authFailures: Map<string, number> = new Map();
+  /** Limit hits by limit. */
+  readonly limitHits: Map<string, number> = new Map();
+  /** Histogram counts per bucket (cumulative). */
   readonly buckets: number[] = BUCKETS.map(() => 0);
-  latencyCount = 0;
-  latencySum = 0;
+  /** Requests in the histogram. */
+  latencyCount: number = 0;
+  /** Sum of their latencies, seconds. */
+  latencySum: number = 0;
 
   /** Counts one finished request with its status and latency (seconds). */
   request(status: number, seconds?: number): void {

@@ -69,10 +69,20 @@ const DEFAULT_LIMITS: TunnelLimits = {
   maxResponseHead: 64 * 1024,
 };
 
+/**
+ * The routes as a fetch handler. At run time this is a Hono instance
+ * (`tunnel.app as unknown as Hono` to mount it with `route()`); the type is
+ * kept minimal so the public API does not depend on Hono's types.
+ */
+export interface HttpApp {
+  /** Answers one request (`env` is Deno.serve's connection info). */
+  fetch(request: Request, env?: unknown): Response | Promise<Response>;
+}
+
 /** The app and its lifecycle. */
 export interface TunnelApp {
   /** The Hono app (routes). */
-  readonly app: Hono;
+  readonly app: HttpApp;
   /** Handler for `Deno.serve` (passes the connection info to the app). */
   fetch(request: Request, info?: Deno.ServeHandlerInfo): Promise<Response>;
   /** The state store. */

@@ -31,7 +31,12 @@
  *
  * @module
  */
-export { createTunnelApp, NAME_PATTERN, type TunnelApp } from "./app.ts";
+export {
+  createTunnelApp,
+  type HttpApp,
+  NAME_PATTERN,
+  type TunnelApp,
+} from "./app.ts";
 export type {
   LogEvent,
   RateLimit,
@@ -60,3 +65,5 @@ export {
   type WebSocketDuplexOptions,
 } from "./ws_duplex.ts";
 export { Metrics } from "./_metrics.ts";
+export type { Duplex } from "../transport/duplex.ts";
+export type { KeyType, PrivateKey, PublicKey } from "../keys/types.ts";
