@@ -726,14 +726,14 @@ export async function createTunnelApp(
       }
       const reader = new BufReader(channel.readable);
       let head: ResponseHead;
+      let timedOut = false;
       const timer = setTimeout(
-        () => channel?.close().catch(() => {}),
+        () => {
+          timedOut = true;
+          channel?.close().catch(() => {});
+        },
         Math.max(0, limits.requestTimeout - (performance.now() - started)),
       );
-      let timedOut = false;
-      deadline.addEventListener("abort", () => (timedOut = true), {
-        once: true,
-      });
       try {
         while (true) {
           const text = await reader.readHead(limits.maxResponseHead);
@@ -748,7 +748,7 @@ export async function createTunnelApp(
         clearTimeout(timer);
         route.breaker.failure();
         done();
-        if (timedOut || deadline.aborted) {
+        if (timedOut) {
           metrics.limitHit("timeout");
           return finish(
             jsonError(
