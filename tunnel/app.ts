@@ -426,7 +426,8 @@ export async function createTunnelApp(
     );
     const error = await server.closed;
     session.closed = true;
-    session.duplex.close(1000, "SSH connection closed");
+    if (draining) session.duplex.close(1012, "server shutting down");
+    else session.duplex.close(1000, "SSH connection closed");
     for (const name of [...session.names]) {
       const route = routes.get(name);
       if (route && route.session === session) {
@@ -1204,6 +1205,7 @@ export async function createTunnelApp(
     const deadline = options.deadline ?? 10_000;
     log("info", "shutdown", { sessions: sessions.size, inFlight });
     for (const s of sessions) {
+      s.duplex.setCloseReason(1012, "server shutting down");
       s.duplex.sendControl({
         type: "reconnect",
         reason: "server shutting down",

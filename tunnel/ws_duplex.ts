@@ -55,6 +55,11 @@ export interface WebSocketDuplex extends Duplex {
   sendControl(message: Record<string, unknown>): void;
   /** Closes the socket with a code and reason (idempotent). */
   close(code?: number, reason?: string): void;
+  /**
+   * The code and reason used when the writable side is closed (the SSH
+   * transport finished): 1000 by default, 1012 during a shutdown.
+   */
+  setCloseReason(code: number, reason: string): void;
   /** Resolves with the close code and reason once the socket has closed. */
   readonly closed: Promise<{ code: number; reason: string }>;
   /** Binary bytes received so far. */
@@ -105,6 +110,8 @@ export function webSocketDuplex(
   let lastSeen = Date.now();
   let pingId = 0;
   let closing = false;
+  let endCode = 1000;
+  let endReason = "done";
   const { promise: closed, resolve: resolveClosed } = Promise.withResolvers<
     { code: number; reason: string }
   >();
@@ -239,7 +246,7 @@ export function webSocketDuplex(
       }
     },
     close() {
-      close(1000, "done");
+      close(endCode, endReason);
     },
     abort() {
       close(1011, "aborted");
@@ -251,6 +258,10 @@ export function webSocketDuplex(
     writable,
     sendControl,
     close,
+    setCloseReason: (code: number, reason: string) => {
+      endCode = code;
+      endReason = reason;
+    },
     closed,
     get bytesIn() {
       return bytesIn;
