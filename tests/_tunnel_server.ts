@@ -38,7 +38,10 @@ export async function startServer(
   const tunnel = await createTunnelApp({
     auth: { secret: SECRET },
     hostKey: testKey("ed25519"),
-    log: (e) => logs.push(e),
+    log: (e) => {
+      logs.push(e);
+      if (e.level === "error") console.error(JSON.stringify(e));
+    },
     pingInterval: 0,
     keepaliveInterval: 0,
     ...config,

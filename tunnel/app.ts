@@ -552,8 +552,11 @@ export async function createTunnelApp(
     const reqId = id("r-");
     const started = performance.now();
     const { ip, port } = clientAddr(c);
+    let counted = false;
     const finish = (res: Response, route?: Route): Response => {
-      if (res.status >= 400) metrics.request(res.status);
+      // Answers of our own (errors, limits) are counted here; the service's
+      // answers when their head arrived, with their latency.
+      if (!counted) metrics.request(res.status);
       if (route) route.lastStatus = res.status;
       log("info", "request", {
         req: reqId,
@@ -776,6 +779,7 @@ export async function createTunnelApp(
       route.latencies.push(latency);
       if (route.latencies.length > 100) route.latencies.shift();
       metrics.request(head.status, latency / 1000);
+      counted = true;
       if (isWs && head.status === 101) {
         return finish(
           await bridgeWebSocket(

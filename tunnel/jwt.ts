@@ -271,14 +271,27 @@ export class JwtVerifier {
     if (this.#config.jwksJson) {
       text = this.#config.jwksJson;
     } else if (source && /^https?:\/\//.test(source)) {
-      const res = await fetch(source, { signal: AbortSignal.timeout(10_000) });
-      if (!res.ok) {
-        await res.body?.cancel();
-        throw new JwtError(`Cannot fetch JWKS ${source}: HTTP ${res.status}`);
+      let res: Response;
+      try {
+        res = await fetch(source, { signal: AbortSignal.timeout(10_000) });
+        if (!res.ok) {
+          await res.body?.cancel();
+          throw new Error(`HTTP ${res.status}`);
+        }
+        text = await res.text();
+      } catch (e) {
+        throw new JwtError(
+          `Cannot fetch JWKS ${source}: ${(e as Error).message}`,
+        );
       }
-      text = await res.text();
     } else {
-      text = await Deno.readTextFile(source!);
+      try {
+        text = await Deno.readTextFile(source!);
+      } catch (e) {
+        throw new JwtError(
+          `Cannot read JWKS ${source}: ${(e as Error).message}`,
+        );
+      }
     }
     let doc: unknown;
     try {

@@ -50,6 +50,22 @@ export interface AuditEvent {
 }
 
 const AUDIT_TTL = 7 * 24 * 3600 * 1000;
+
+/**
+ * Several processes (or KV handles) on one SQLite file see "database is
+ * locked" while another one writes; such operations are retried with a
+ * growing delay (about 1.5 s in all) before the error is passed on.
+ */
+async function retryLocked<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (attempt >= 12 || !/locked|busy/i.test(String(e))) throw e;
+      await new Promise((r) => setTimeout(r, Math.min(2 << attempt, 250)));
+    }
+  }
+}
 const RELEASED_TTL = 10 * 60 * 1000;
 
 /**
@@ -98,7 +114,8 @@ export class TunnelStore {
   /** Runs `fn` after every earlier call for `key` (one instance). */
   #serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.#locks.get(key) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
+    const run = () => retryLocked(fn);
+    const next = prev.then(run, run);
     const tail = next.catch(() => {});
     this.#locks.set(key, tail);
     tail.then(() => {
@@ -200,7 +217,9 @@ export class TunnelStore {
   async getRoute(name: string, now: number = Date.now()): Promise<
     RouteRecord | null
   > {
-    const { value } = await this.kv.get<RouteRecord>(["route", name]);
+    const { value } = await retryLocked(() =>
+      this.kv.get<RouteRecord>(["route", name])
+    );
     if (value === null || value.released || value.expires <= now) return null;
     return value;
   }
@@ -240,16 +259,18 @@ export class TunnelStore {
     id: string,
     options: { leaseMs: number; instance: string },
   ): Promise<void> {
-    await this.kv.set(["conn", user, id], {
-      expires: Date.now() + options.leaseMs,
-      instance: options.instance,
-    }, { expireIn: options.leaseMs * 2 });
+    await retryLocked(() =>
+      this.kv.set(["conn", user, id], {
+        expires: Date.now() + options.leaseMs,
+        instance: options.instance,
+      }, { expireIn: options.leaseMs * 2 })
+    );
   }
 
   /** Forgets a connection. */
   async removeConnection(user: string, id: string): Promise<void> {
     if (this.#closed) return;
-    await this.kv.delete(["conn", user, id]);
+    await retryLocked(() => this.kv.delete(["conn", user, id]));
   }
 
   /**
@@ -295,7 +316,9 @@ export class TunnelStore {
     if (this.#closed) return;
     const time = event.time ?? Date.now();
     const key = ["audit", time, crypto.randomUUID()];
-    await this.kv.set(key, { ...event, time }, { expireIn: AUDIT_TTL });
+    await retryLocked(() =>
+      this.kv.set(key, { ...event, time }, { expireIn: AUDIT_TTL })
+    );
   }
 
   /** The newest audit events, newest first. */
