@@ -208,6 +208,7 @@ export async function createTunnelApp(
   const routes = new Map<string, Route>();
   const relays = new Set<WebSocketDuplex>();
   const streams = new Set<() => void>();
+  const audits = new Set<Promise<unknown>>();
   let inFlight = 0;
   let inFlightZero: (() => void) | null = null;
   let draining = false;
@@ -224,9 +225,10 @@ export async function createTunnelApp(
   };
   const audit = (type: string, fields: Record<string, unknown>) => {
     log("info", `audit.${type}`, fields);
-    store.audit({ type, instance: instanceId, ...fields }).catch((e) =>
-      log("error", "audit.failed", { error: String(e) })
-    );
+    const write = store.audit({ type, instance: instanceId, ...fields })
+      .catch((e) => log("error", "audit.failed", { error: String(e) }))
+      .finally(() => audits.delete(write));
+    audits.add(write);
   };
 
   const authorized = new Map<string, Set<string>>();
@@ -436,8 +438,6 @@ export async function createTunnelApp(
         audit("tunnel.release", { conn: session.id, user, name });
       }
     }
-    sessions.delete(session);
-    metrics.connections = sessions.size;
     await store.removeConnection(user, session.id).catch(() => {});
     audit("tunnel.disconnect", {
       conn: session.id,
@@ -446,6 +446,8 @@ export async function createTunnelApp(
       bytesIn: session.duplex.bytesIn,
       bytesOut: session.duplex.bytesOut,
     });
+    sessions.delete(session);
+    metrics.connections = sessions.size;
   };
 
   const globalRequest = async (
@@ -1225,7 +1227,11 @@ export async function createTunnelApp(
     }
     clearInterval(renewer);
     for (const stop of [...streams]) stop();
-    for (const r of relays) r.close(1012, "server shutting down");
+    const relaysClosed = [...relays].map((r) => {
+      r.close(1012, "server shutting down");
+      return withTimeout(r.closed, 1000);
+    });
+    await Promise.all(relaysClosed);
     await Promise.all([...sessions].map(async (s) => {
       await s.server?.close(
         DisconnectReason.BY_APPLICATION,
@@ -1239,6 +1245,12 @@ export async function createTunnelApp(
     for (let i = 0; i < 50 && sessions.size > 0; i++) {
       await new Promise((r) => setTimeout(r, 10));
     }
+    // Relay pipes finish (and write their audit events) after their
+    // sockets closed.
+    for (let i = 0; i < 50 && relays.size > 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await Promise.allSettled([...audits]);
     if (ownsStore) await store.close();
   };
 
