@@ -11,6 +11,7 @@ import {
   openWebSocket,
   startServer,
   waitFor,
+  within,
 } from "./_tunnel_server.ts";
 import { forwardRemote, openDirect } from "../forward/mod.ts";
 
@@ -18,7 +19,7 @@ Deno.test("tunnel: methods, headers and large bodies both ways", async () => {
   const download = pseudoRandomBytes(8 * 1024 * 1024, 7);
   const service = localService(async (req) => {
     const url = new URL(req.url);
-    if (url.pathname === "/echo") {
+    if (url.pathname.startsWith("/echo")) {
       const body = new Uint8Array(await req.arrayBuffer());
       return Response.json({
         method: req.method,
@@ -87,6 +88,9 @@ Deno.test("tunnel: methods, headers and large bodies both ways", async () => {
     res = await fetch(`${base}/big`);
     const got = new Uint8Array(await res.arrayBuffer());
     assert.equal(sha256hex(got), sha256hex(download));
+    // Percent-encoded paths go through as they were sent.
+    res = await fetch(`${base}/echo/a%20b/c%2Fd?x=%41`);
+    assert.equal((await res.json()).path, "/echo/a%20b/c%2Fd?x=%41");
     // The tunnel's root without a trailing slash.
     res = await fetch(base);
     assert.equal(res.status, 404);
@@ -164,7 +168,7 @@ Deno.test("tunnel: a WebSocket through the tunnel echoes", async () => {
     socket.onmessage = (e) => socket.send(e.data);
     return response;
   });
-  const server = await startServer();
+  const server = await startServer({ limits: { maxMessageSize: 64 * 1024 } });
   const c = await connectClient(server, { expose: { ws: service.port } });
   try {
     const ws = new WebSocket(`ws://127.0.0.1:${server.port}/t/alice/ws/sock`, [
@@ -182,11 +186,11 @@ Deno.test("tunnel: a WebSocket through the tunnel echoes", async () => {
       ws.onerror = j;
     });
     assert.equal(ws.protocol, "echo");
-    const big = pseudoRandomBytes(200_000, 9);
+    const big = pseudoRandomBytes(60_000, 9);
     ws.send("hello");
     ws.send(new Uint8Array([1, 2, 3]));
     ws.send(big);
-    await gotAll.promise;
+    await within(gotAll.promise, 10_000, "three echoes");
     assert.equal(messages[0], "hello");
     assert.deepEqual(
       new Uint8Array(messages[1] as ArrayBuffer),
@@ -199,6 +203,18 @@ Deno.test("tunnel: a WebSocket through the tunnel echoes", async () => {
     const closed = new Promise((r) => (ws.onclose = r));
     ws.close(1000, "done");
     await closed;
+    // A message over the size limit closes the public socket with 1009.
+    const ws2 = new WebSocket(`ws://127.0.0.1:${server.port}/t/alice/ws/`, [
+      "echo",
+    ]);
+    await new Promise((r, j) => {
+      ws2.onopen = r;
+      ws2.onerror = j;
+    });
+    const closed2 = new Promise<CloseEvent>((r) => (ws2.onclose = r));
+    ws2.send(new Uint8Array(64 * 1024 + 1));
+    assert.equal((await within(closed2, 10_000, "close 1009")).code, 1009);
+    assert.equal(server.tunnel.metrics.limitHits.get("message-size"), 1);
     // A plain request to the same service still works.
     const res = await fetch(`${server.base}/t/alice/ws/`);
     assert.equal(res.status, 400);

@@ -571,6 +571,9 @@ export async function createTunnelApp(
       return res;
     };
     if (draining) return finish(unavailable());
+    // Per IP first, so that probing for names is limited too.
+    const ipLimited = await rateLimited("ip", ip);
+    if (ipLimited) return finish(ipLimited);
     const route = routes.get(name);
     if (!route || (userInPath !== null && route.user !== userInPath)) {
       const record = await store.getRoute(name);
@@ -591,8 +594,6 @@ export async function createTunnelApp(
         ),
       );
     }
-    const ipLimited = await rateLimited("ip", ip);
-    if (ipLimited) return finish(ipLimited, route);
     const userLimited = await rateLimited("user", route.user);
     if (userLimited) return finish(userLimited, route);
     const allowed = route.breaker.allow();
@@ -1185,9 +1186,9 @@ export async function createTunnelApp(
   app.all("/t/:user/:name/*", (c) => {
     const { user, name } = c.req.param();
     const url = new URL(c.req.url);
-    const prefix = `/t/${user}/${name}`;
-    const rest = url.pathname.slice(prefix.length) || "/";
-    return handleTunnel(c, name, user, rest + url.search, prefix);
+    // The raw (still percent-encoded) path after /t/<user>/<name>.
+    const rest = "/" + url.pathname.split("/").slice(4).join("/");
+    return handleTunnel(c, name, user, rest + url.search, `/t/${user}/${name}`);
   });
   app.all("/t/:user/:name", (c) => {
     const { user, name } = c.req.param();
