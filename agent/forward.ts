@@ -14,7 +14,7 @@ import type { Connection } from "../connection/connection.ts";
 import type { ByteChannel, IncomingChannel } from "../connection/channel.ts";
 import type { ClientSession, ServerSession } from "../connection/session.ts";
 import { ChannelOpenFailure } from "../wire/messages.ts";
-import { joinSocket } from "./_pipe.ts";
+import { pipeChannel } from "../forward/pipe.ts";
 
 /** Channel type of a forwarded agent connection (OpenSSH PROTOCOL.agent). */
 export const AGENT_CHANNEL_TYPE = "auth-agent@openssh.com";
@@ -106,7 +106,7 @@ function serveAgentChannel(
         done();
         return;
       }
-      joinSocket(channel, socket).finally(done);
+      pipeChannel(channel, socket).finally(done);
     },
     () => {
       done();
@@ -382,7 +382,7 @@ export async function listenAgentSocket(
     }
     sockets.add(socket);
     const join = session.openChannel(AGENT_CHANNEL_TYPE).then(
-      (channel) => joinSocket(channel, socket),
+      (channel) => pipeChannel(channel, socket),
       () => {
         // The client refused (or the connection is gone): the program on
         // our side sees the agent hang up.

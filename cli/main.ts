@@ -1,6 +1,7 @@
 /**
  * The `fynx` command-line tool: `fynx ssh` (client), `fynx sftp` (file
- * transfer), `fynx sshd` (user-level server) and `fynx keygen`.
+ * transfer), `fynx sshd` (user-level server), `fynx keygen` and `fynx
+ * tunnel` (tunnel client).
  *
  * Run it with `deno task fynx ...`, or build a binary with
  * `deno task compile`. Every command imports statically, so `deno compile`
@@ -12,6 +13,7 @@ import { SSH_USAGE, sshCommand } from "./ssh.ts";
 import { SSHD_USAGE, sshdCommand } from "./sshd.ts";
 import { SFTP_USAGE, sftpCommand } from "./sftp.ts";
 import { KEYGEN_USAGE, keygenCommand } from "./keygen.ts";
+import { TUNNEL_USAGE, tunnelCommand } from "./tunnel.ts";
 import { exitProcess } from "./_terminal.ts";
 
 /** Usage text of `fynx` itself. */
@@ -22,6 +24,7 @@ Commands:
   sftp    Transfer files over SSH, interactively or in batch (like sftp(1))
   sshd    Serve SSH as the current user (like a user-level sshd(8))
   keygen  Make keys, show fingerprints, edit known_hosts (like ssh-keygen(1))
+  tunnel  Expose local services through a tunnel server, or relay to one
   help    Show help for a command: fynx help ssh
 
 Options:
@@ -41,6 +44,7 @@ const COMMANDS: Record<
   sshd: { run: sshdCommand, usage: SSHD_USAGE, badCode: 1 },
   sftp: { run: sftpCommand, usage: SFTP_USAGE, badCode: 255 },
   keygen: { run: keygenCommand, usage: KEYGEN_USAGE, badCode: 1 },
+  tunnel: { run: tunnelCommand, usage: TUNNEL_USAGE, badCode: 1 },
 };
 
 /** Runs `fynx` with `args` and returns the exit status. */

@@ -16,6 +16,15 @@ export interface PipeChannelOptions {
    * (e.g. what a SOCKS client sent right behind its request).
    */
   head?: Uint8Array;
+  /**
+   * Whether the peer's EOF shuts down the socket's sending side
+   * (`closeWrite`). Turn it off for peers that take a half-close as an
+   * abort (Deno's and other HTTP servers drop a request whose connection
+   * half-closes before they read its body); the socket still closes when
+   * the channel closes.
+   * @default {true}
+   */
+  halfClose?: boolean;
 }
 
 async function writeAll(socket: Deno.Conn, data: Uint8Array): Promise<void> {
@@ -84,7 +93,7 @@ export async function pipeChannel(
       reader.cancel().catch(() => {});
       return;
     }
-    if (socketClosed) return;
+    if (socketClosed || options.halfClose === false) return;
     try {
       await socket.closeWrite();
     } catch {

@@ -146,6 +146,51 @@ interface QueuedPacket {
   after?: () => void;
 }
 
+/** One packet in the send pipeline. */
+interface SealedPacket {
+  /** The wire bytes once sealed. */
+  wire: Uint8Array | null;
+  /** Wire size (known before sealing finishes). */
+  size: number;
+  /** Settles when an asynchronous seal finishes. */
+  pending: Promise<void> | null;
+}
+
+/**
+ * Send pipeline bounds: packets and bytes sealed or being sealed but not yet
+ * handed to the stream. Several in flight let Web Crypto work on them in
+ * parallel; the bounds keep memory small (at most a few 256 KiB packets).
+ */
+const SEND_PIPELINE_PACKETS = 8;
+const SEND_PIPELINE_BYTES = 1024 * 1024;
+/** Largest write made by joining several finished packets. */
+const WRITE_BATCH_BYTES = 64 * 1024;
+
+/** One packet in the receive pipeline (or the error that ended reading). */
+interface ReceivedPacket {
+  /** The decryption under way (rejects with MacError on a bad tag). */
+  opened?: Uint8Array | Promise<Uint8Array>;
+  /** Set instead of `opened` when reading failed. */
+  error?: Error;
+  /** Wire bytes. */
+  size: number;
+  seq: number;
+  /** The direction state (keys, decompressor) it was read under. */
+  dir: Direction;
+  /** `packet_length`. */
+  len?: number;
+}
+
+/**
+ * Receive pipeline bounds: packets read ahead of the one being handled.
+ * A packet shorter than {@linkcode RECV_SMALL_PACKET} bytes on the wire
+ * stops read-ahead until handled: NEWKEYS (1-byte payload, at most 255
+ * bytes of padding, maybe compressed) is always that short.
+ */
+const RECV_PIPELINE_PACKETS = 8;
+const RECV_PIPELINE_BYTES = 1024 * 1024;
+const RECV_SMALL_PACKET = 1024;
+
 interface Deferred<T> {
   promise: Promise<T>;
   resolve: (v: T) => void;
@@ -200,6 +245,18 @@ export class Transport {
   #urgent: QueuedPacket[] = [];
   #app: QueuedPacket[] = [];
   #pumping = false;
+  /** Packets sealed or being sealed, in sequence order, not yet written. */
+  #sealing: SealedPacket[] = [];
+  #sealingBytes = 0;
+  /** The writer loop, while it runs. */
+  #flushing: Promise<void> | null = null;
+  /** Packets read (and being opened) but not yet handled, in order. */
+  #received: ReceivedPacket[] = [];
+  #receivedBytes = 0;
+  #wakeDispatch: (() => void) | null = null;
+  #wakeReader: (() => void) | null = null;
+  /** Wakes the pump once the pipeline has room. */
+  #sendRoom: (() => void) | null = null;
   #rekeyTimer: ReturnType<typeof setTimeout> | undefined;
   /** Client: the server's host key after the first exchange. */
   #hostKey: PublicKey | null = null;
@@ -348,19 +405,64 @@ export class Transport {
       this.#write(encoder.encode(this.#ourId + "\r\n"));
       this.#peerId = await readIdentification(this.#reader, this.#side);
       this.#startKex();
+      this.#readAhead();
       for (;;) {
-        const payload = await this.#readPacket();
-        if (payload === null) {
-          throw new DisconnectError(
-            DisconnectReason.CONNECTION_LOST,
-            "Connection closed by peer",
-          );
+        while (this.#received.length === 0) {
+          if (this.#isClosed) return;
+          await new Promise<void>((resolve) => this.#wakeDispatch = resolve);
         }
+        const entry = this.#received[0];
+        const payload = await this.#openPacket(entry);
         await this.#handle(payload);
+        this.#received.shift();
+        this.#receivedBytes -= entry.size;
+        const wake = this.#wakeReader;
+        this.#wakeReader = null;
+        wake?.();
         if (this.#isClosed) return;
       }
     } catch (e) {
       this.#fail(e);
+    }
+  }
+
+  /**
+   * Reads packets ahead of the dispatcher and starts opening each as soon as
+   * it is complete, so decryption (Web Crypto, off the main thread) overlaps
+   * with reading the next packets and with handling earlier ones. Bounded by
+   * {@linkcode RECV_PIPELINE_PACKETS} and {@linkcode RECV_PIPELINE_BYTES}.
+   *
+   * A packet short enough to be NEWKEYS (or anything else that changes how
+   * the next packet is read) stops the read-ahead until it has been handled:
+   * the keys for the next packet are only known then (RFC 4253 section 7.3).
+   * Errors are queued like packets, so they surface in order, after every
+   * packet received before them.
+   */
+  async #readAhead(): Promise<void> {
+    for (;;) {
+      while (
+        !this.#isClosed &&
+        (this.#received.length >= RECV_PIPELINE_PACKETS ||
+          this.#receivedBytes >= RECV_PIPELINE_BYTES ||
+          (this.#received.length > 0 &&
+            this.#received[this.#received.length - 1].size <
+              RECV_SMALL_PACKET))
+      ) {
+        await new Promise<void>((resolve) => this.#wakeReader = resolve);
+      }
+      if (this.#isClosed) return;
+      let entry: ReceivedPacket;
+      try {
+        entry = await this.#readWire();
+      } catch (e) {
+        entry = { error: e as Error, size: 0, seq: 0, dir: this.#in };
+      }
+      this.#received.push(entry);
+      this.#receivedBytes += entry.size;
+      const wake = this.#wakeDispatch;
+      this.#wakeDispatch = null;
+      wake?.();
+      if (entry.error) return;
     }
   }
 
@@ -458,6 +560,15 @@ export class Transport {
     this.#pumping = true;
     try {
       while (!this.#isClosed) {
+        // Bounded pipeline: wait for room before taking the next item, so
+        // an urgent packet queued meanwhile still goes first.
+        if (
+          this.#sealing.length >= SEND_PIPELINE_PACKETS ||
+          this.#sealingBytes >= SEND_PIPELINE_BYTES
+        ) {
+          await new Promise<void>((resolve) => this.#sendRoom = resolve);
+          continue;
+        }
         let item = this.#urgent.shift();
         // RFC 4253 section 7.1: after our KEXINIT, nothing but transport and
         // KEX messages until our NEWKEYS.
@@ -469,11 +580,13 @@ export class Transport {
           continue;
         }
         try {
-          await this.#writePacket(item.payload, item.after);
+          this.#sealPacket(item.payload, item.after);
         } catch (e) {
           item.reject(e as Error);
           throw e;
         }
+        // The packet has its sequence number and is on its way: the sender
+        // may hand over the next one while this one is encrypted.
         item.resolve();
       }
     } catch (e) {
@@ -484,15 +597,15 @@ export class Transport {
   }
 
   /**
-   * Seals and writes one packet. `afterSeal` runs once the packet has its
-   * sequence number and ciphertext but before it is written, so state that
-   * follows it (new keys after NEWKEYS) is in place before the peer can
-   * possibly answer.
+   * Pads one payload into a packet, assigns its sequence number and starts
+   * sealing it (Web Crypto AES-GCM runs off the main thread, so several
+   * packets can be in the cipher at once); the writer loop puts the results
+   * on the wire in sequence order. `afterSeal` runs once the packet has its
+   * sequence number and keys, before anything later is sealed, so state that
+   * follows it (new keys after NEWKEYS) applies exactly from the next packet
+   * on while packets already in flight finish under the old keys.
    */
-  async #writePacket(
-    payload: Uint8Array,
-    afterSeal?: () => void,
-  ): Promise<void> {
+  #sealPacket(payload: Uint8Array, afterSeal?: () => void): void {
     const dir = this.#out;
     if (dir.compressor) payload = dir.compressor.compress(payload);
     const cipher = dir.cipher;
@@ -502,20 +615,81 @@ export class Transport {
     if (pad < 4) pad += block;
     while (5 + payload.length + pad < 16) pad += block;
     const packet = new Uint8Array(5 + payload.length + pad);
-    new DataView(packet.buffer).setUint32(0, 1 + payload.length + pad);
+    const len = 1 + payload.length + pad;
+    packet[0] = len >>> 24;
+    packet[1] = len >>> 16;
+    packet[2] = len >>> 8;
+    packet[3] = len;
     packet[4] = pad;
     packet.set(payload, 5);
     crypto.getRandomValues(packet.subarray(5 + payload.length));
-    const wire = await cipher.seal(dir.seq, packet);
+    const size = packet.length + cipher.tagLength;
+    const entry: SealedPacket = { wire: null, size, pending: null };
+    const sealed = cipher.seal(dir.seq, packet);
+    if (sealed instanceof Uint8Array) {
+      entry.wire = sealed;
+    } else {
+      entry.pending = sealed.then((wire) => {
+        entry.wire = wire;
+      });
+      entry.pending.catch(() => {});
+    }
+    this.#sealing.push(entry);
+    this.#sealingBytes += size;
     dir.seq = (dir.seq + 1) >>> 0;
-    dir.bytes += wire.length;
+    dir.bytes += size;
     afterSeal?.();
-    await this.#writer.ready;
-    this.#write(wire);
+    if (!this.#flushing) this.#flushing = this.#flush();
     if (
       !this.#kex && dir.bytes >= (this.#options.rekeyBytes ?? 2 ** 30) &&
       this.#sessionId
     ) this.#startKex();
+  }
+
+  /**
+   * Writes sealed packets in sequence order as they finish. Consecutive
+   * finished packets go out in one write (fewer system calls for small
+   * messages); `writer.ready` provides the backpressure of the stream.
+   */
+  async #flush(): Promise<void> {
+    try {
+      while (this.#sealing.length > 0) {
+        const head = this.#sealing[0];
+        if (head.pending) await head.pending;
+        let count = 1;
+        let bytes = head.size;
+        while (
+          count < this.#sealing.length &&
+          this.#sealing[count].wire !== null &&
+          bytes + this.#sealing[count].size <= WRITE_BATCH_BYTES
+        ) bytes += this.#sealing[count++].size;
+        const batch = this.#sealing.splice(0, count);
+        this.#sealingBytes -= bytes;
+        let out: Uint8Array;
+        if (count === 1) {
+          out = head.wire!;
+        } else {
+          out = new Uint8Array(bytes);
+          let offset = 0;
+          for (const p of batch) {
+            out.set(p.wire!, offset);
+            offset += p.size;
+          }
+        }
+        const room = this.#sendRoom;
+        this.#sendRoom = null;
+        room?.();
+        await this.#writer.ready;
+        this.#write(out);
+      }
+    } catch (e) {
+      this.#fail(e);
+    } finally {
+      this.#flushing = null;
+      const room = this.#sendRoom;
+      this.#sendRoom = null;
+      room?.();
+    }
   }
 
   /**
@@ -538,12 +712,22 @@ export class Transport {
 
   // ---------------------------------------------------------------- receiving
 
-  async #readPacket(): Promise<Uint8Array | null> {
+  /**
+   * Reads one whole packet, checks its length against every limit and
+   * starts opening it (with the keys of the moment and the next sequence
+   * number). Returns an error entry at end of stream.
+   */
+  async #readWire(): Promise<ReceivedPacket> {
     const dir = this.#in;
     const cipher = dir.cipher;
     let head: Uint8Array | null = new Uint8Array(cipher.headLength);
     head = await this.#reader.readInto(head, 0, head.length);
-    if (head === null) return null;
+    if (head === null) {
+      throw new DisconnectError(
+        DisconnectReason.CONNECTION_LOST,
+        "Connection closed by peer",
+      );
+    }
     const seq = dir.seq;
     const len = cipher.packetLength(seq, head);
     const block = Math.max(8, cipher.blockSize);
@@ -569,9 +753,35 @@ export class Transport {
         "Connection closed mid-packet",
       );
     }
+    let opened: Uint8Array | Promise<Uint8Array>;
+    try {
+      opened = cipher.open(seq, wire);
+    } catch (e) {
+      opened = Promise.reject(e);
+    }
+    if (opened instanceof Promise) opened.catch(() => {});
+    dir.seq = (seq + 1) >>> 0;
+    if (dir.seq === 0 && !this.#sessionId) {
+      // Terrapin defence: a wrap before the first NEWKEYS means the peer is
+      // manipulating sequence numbers (OpenSSH PROTOCOL section 1.10).
+      throw new DisconnectError(
+        DisconnectReason.PROTOCOL_ERROR,
+        "Sequence number wrapped during the initial key exchange",
+      );
+    }
+    return { opened, size: total, seq, dir, len };
+  }
+
+  /**
+   * Waits for one packet's decryption (tag or MAC verified first, by the
+   * cipher) and returns its payload, decompressed, in receive order.
+   */
+  async #openPacket(entry: ReceivedPacket): Promise<Uint8Array> {
+    if (entry.error) throw entry.error;
+    const { seq, dir, len } = entry;
     let plain: Uint8Array;
     try {
-      plain = await cipher.open(seq, wire);
+      plain = await entry.opened!;
     } catch (e) {
       if (e instanceof MacError) {
         throw new DisconnectError(DisconnectReason.MAC_ERROR, e.message, {
@@ -605,16 +815,7 @@ export class Transport {
       }
     }
     this.#currentSeq = seq;
-    dir.seq = (seq + 1) >>> 0;
-    if (dir.seq === 0 && !this.#sessionId) {
-      // Terrapin defence: a wrap before the first NEWKEYS means the peer is
-      // manipulating sequence numbers (OpenSSH PROTOCOL section 1.10).
-      throw new DisconnectError(
-        DisconnectReason.PROTOCOL_ERROR,
-        "Sequence number wrapped during the initial key exchange",
-      );
-    }
-    dir.bytes += total;
+    dir.bytes += entry.size;
     this.#packetsSinceNewKeys++;
     if (
       !this.#kex && dir.bytes >= (this.#options.rekeyBytes ?? 2 ** 30) &&
@@ -1166,6 +1367,8 @@ export class Transport {
     for (const p of pending) p.reject(rejection);
     for (const w of this.#kexWaiters) w();
     this.#kexWaiters = [];
+    for (const wake of [this.#wakeReader, this.#wakeDispatch]) wake?.();
+    this.#wakeReader = this.#wakeDispatch = null;
     this.#firstKex.reject(rejection);
     const sendDisconnect = !(err instanceof DisconnectError &&
       (err.fromPeer || err.reason === DisconnectReason.CONNECTION_LOST));
@@ -1184,13 +1387,19 @@ export class Transport {
     // Wait for a packet being written to finish so the DISCONNECT is not
     // interleaved with it; bounded so a stalled peer cannot hold us.
     const deadline = Date.now() + 2000;
-    while (this.#pumping && Date.now() < deadline) await delay(5);
-    if (reason !== null && !this.#pumping && this.#peerId !== "") {
+    while (
+      (this.#pumping || this.#flushing) && Date.now() < deadline
+    ) await delay(5);
+    if (
+      reason !== null && !this.#pumping && !this.#flushing &&
+      this.#peerId !== ""
+    ) {
       const payload = new SshWriter(128).byte(Msg.DISCONNECT).uint32(reason)
         .string(description.slice(0, 512))
         .string("").bytes();
       try {
-        await withTimeout(this.#writePacket(payload), 1000);
+        this.#sealPacket(payload);
+        await withTimeout(this.#flushing ?? Promise.resolve(), 1000);
       } catch {
         // The peer may be gone; closing is what matters.
       }
