@@ -2,18 +2,16 @@
  * Tunnel server on loopback: requests per second and latency through one
  * tunnel against hitting the local service directly, at 1, 50 and 200
  * concurrent clients; time to establish a tunnel; a streamed download.
- * The tunnel client is our library (SSH over WebSocket + forwardRemote)
- * over a WebSocket spoken on a TCP connection with TCP_NODELAY.
+ * The tunnel client is `TunnelClient` (what `fynx tunnel connect` runs),
+ * in the same process: client, server and service share one thread, so
+ * the figures are a floor for a real deployment.
  *
- *   deno run --allow-net=127.0.0.1 --allow-read --allow-env bench/tunnel_server_bench.ts
+ *   deno task bench:tunnel
  *
  * @module
  */
-import { connect } from "../client.ts";
-import { forwardRemote } from "../forward/mod.ts";
 import { generatePrivateKey } from "../keys/mod.ts";
-import type { Duplex } from "../transport/duplex.ts";
-import { BufReader, encodeFrame, Op, readFrame } from "../tunnel/_http1.ts";
+import { TunnelClient } from "../tunnel/client.ts";
 import { createTunnelApp, signJwt, TunnelStore } from "../tunnel/mod.ts";
 
 const SECRET = "bench secret of at least thirty-two bytes";
@@ -55,77 +53,28 @@ const token = await signJwt(
 );
 const fp = tunnel.hostKey.publicKey.fingerprint();
 
-/**
- * A client WebSocket over a TCP connection with TCP_NODELAY (Deno's own
- * WebSocket leaves Nagle on, which adds ~40 ms per request; see the README).
- */
-async function nodelayWebSocket(
-  path: string,
-): Promise<Duplex & { conn: Deno.TcpConn }> {
-  const conn = await Deno.connect({
-    hostname: "127.0.0.1",
-    port: server.addr.port,
-  });
-  conn.setNoDelay(true);
-  const key = btoa(
-    String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))),
-  );
-  await conn.write(new TextEncoder().encode(
-    `GET ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: websocket\r\nconnection: Upgrade\r\n` +
-      `sec-websocket-key: ${key}\r\nsec-websocket-version: 13\r\nauthorization: Bearer ${token}\r\n\r\n`,
-  ));
-  const reader = new BufReader(conn.readable);
-  const head = await reader.readHead(8192);
-  if (!head?.startsWith("HTTP/1.1 101")) {
-    throw new Error(`upgrade failed: ${head}`);
-  }
-  const readable = new ReadableStream<Uint8Array>({
-    async pull(c) {
-      while (true) {
-        const f = await readFrame(reader, 1 << 24);
-        if (f === null || f.opcode === Op.CLOSE) return c.close();
-        if (f.opcode === Op.BINARY || f.opcode === Op.CONT) {
-          if (f.payload.length) return c.enqueue(f.payload);
-        }
-      }
-    },
-  });
-  const writable = new WritableStream<Uint8Array>({
-    async write(chunk) {
-      await conn.write(encodeFrame(Op.BINARY, chunk, true));
-    },
-    close() {
-      conn.close();
-    },
-  });
-  return { readable, writable, conn };
-}
-
-async function open() {
-  const duplex = await nodelayWebSocket("/v1/ssh");
-  const client = await connect({
-    transport: duplex,
-    username: "bench",
-    verifyHostKey: (k) => k.fingerprint() === fp,
-  });
-  return { client, duplex: { closed: client.closed } };
-}
-
 const q = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.floor(p * (xs.length - 1))];
+
+function tunnelClient(name: string): TunnelClient {
+  return new TunnelClient({
+    url: `ws://127.0.0.1:${server.addr.port}`,
+    token,
+    expose: { [name]: `http://127.0.0.1:${service.addr.port}` },
+    hostKeyFingerprint: fp,
+    proxy: null,
+  });
+}
 
 // Time to establish: WebSocket + SSH handshake + tcpip-forward.
 const setup: number[] = [];
 for (let i = 0; i < 20; i++) {
   const t0 = performance.now();
-  const { client, duplex } = await open();
-  await forwardRemote(client, {
-    bind: { hostname: `n${i}`, port: 0 },
-    target: { hostname: "127.0.0.1", port: service.addr.port },
-  });
+  const c = tunnelClient(`n${i}`);
+  c.start();
+  await c.ready();
   setup.push(performance.now() - t0);
-  await client.close();
-  await duplex.closed;
+  await c.close();
 }
 console.log(
   `establish a tunnel: p50 ${q(setup, 0.5).toFixed(1)} ms, p95 ${
@@ -133,11 +82,9 @@ console.log(
   } ms`,
 );
 
-const { client } = await open();
-await forwardRemote(client, {
-  bind: { hostname: "app", port: 0 },
-  target: { hostname: "127.0.0.1", port: service.addr.port },
-});
+const client = tunnelClient("app");
+client.start();
+await client.ready();
 const direct = `http://127.0.0.1:${service.addr.port}/`;
 const via = `http://127.0.0.1:${server.addr.port}/t/bench/app/`;
 
