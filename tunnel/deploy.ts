@@ -22,7 +22,14 @@ if (!config.hostKey) {
   );
 }
 const tunnel = await createTunnelApp(config);
-Deno.addSignalListener?.("SIGTERM", () => {
-  tunnel.shutdown({ deadline: 10_000 }).catch(() => {});
-});
-Deno.serve(tunnel.fetch);
+const server = Deno.serve(tunnel.fetch);
+try {
+  // Deploy (and containers) stop instances with SIGTERM: drain, then exit.
+  Deno.addSignalListener("SIGTERM", async () => {
+    await tunnel.shutdown({ deadline: 10_000 }).catch(() => {});
+    await server.shutdown();
+    Deno.exit(0);
+  });
+} catch {
+  // No signal support on this platform.
+}
