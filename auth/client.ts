@@ -6,6 +6,7 @@
 import { AuthError, DisconnectError } from "../errors.ts";
 import type { PublicKey } from "../keys/types.ts";
 import { type Certificate, certificateAlgorithm } from "../keys/certificate.ts";
+import { equalBytes } from "../keys/_util.ts";
 import { DisconnectReason, Msg } from "../wire/messages.ts";
 import { SshReader } from "../wire/reader.ts";
 import { SshWriter } from "../wire/writer.ts";
@@ -388,9 +389,7 @@ export function withCertificate(
   signer: Signer,
   certificate: Certificate,
 ): Signer {
-  const a = signer.publicKey.blob;
-  const b = certificate.key.blob;
-  if (a.length !== b.length || a.some((x, i) => x !== b[i])) {
+  if (!equalBytes(signer.publicKey.blob, certificate.key.blob)) {
     throw new TypeError(
       `Certificate ${
         JSON.stringify(certificate.keyId)

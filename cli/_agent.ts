@@ -16,7 +16,8 @@ import {
 import { parsePublicKeyAny } from "../keys/rfc4716.ts";
 import type { PrivateKey, PublicKey } from "../keys/types.ts";
 import { SshReader } from "../wire/reader.ts";
-import { expandHome, type OptionTable } from "./_args.ts";
+import { expandHome, keyTypeLabel, type OptionTable } from "./_args.ts";
+import { equalBytes } from "../keys/_util.ts";
 
 /** Where debug and warning lines go. */
 export interface AgentLog {
@@ -59,17 +60,8 @@ export interface Identities {
   close(): void;
 }
 
-/** Short type label as OpenSSH prints it (ED25519, ECDSA, RSA). */
-function typeLabel(type: string): string {
-  if (type === "ssh-ed25519") return "ED25519";
-  if (type.startsWith("ecdsa-")) return "ECDSA";
-  if (type === "ssh-rsa") return "RSA";
-  return type.toUpperCase();
-}
-
 function sameKey(a: PublicKey, b: PublicKey): boolean {
-  if (a.blob.length !== b.blob.length) return false;
-  return a.blob.every((v, i) => v === b.blob[i]);
+  return equalBytes(a.blob, b.blob);
 }
 
 /**
@@ -264,7 +256,7 @@ export async function prepareIdentities(
     suffix: string,
     cert = false,
   ): string =>
-    `${name} ${typeLabel(pub.type)}${
+    `${name} ${keyTypeLabel(pub.type)}${
       cert ? "-CERT" : ""
     } ${pub.fingerprint()}${suffix}`;
   const log = options.log;

@@ -252,3 +252,11 @@ export function localUserName(): string {
 export function timestamp(): string {
   return new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
 }
+
+/** A key type as OpenSSH labels it in messages (ED25519, ECDSA, RSA). */
+export function keyTypeLabel(type: string): string {
+  if (type === "ssh-ed25519") return "ED25519";
+  if (type.startsWith("ecdsa-")) return "ECDSA";
+  if (type === "ssh-rsa") return "RSA";
+  return type.toUpperCase();
+}

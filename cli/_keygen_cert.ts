@@ -15,7 +15,7 @@ import {
   signCertificate,
 } from "../keys/mod.ts";
 import type { PrivateKey, PublicKey } from "../keys/types.ts";
-import { UsageError } from "./_args.ts";
+import { keyTypeLabel, UsageError } from "./_args.ts";
 
 /** What `fynx keygen -s` was given. */
 export interface SignFlags {
@@ -285,14 +285,6 @@ function validity(cert: Certificate): string {
   return `from ${formatCertTime(a)} to ${formatCertTime(b)}`;
 }
 
-function label(key: PublicKey): string {
-  return key.type === "ssh-ed25519"
-    ? "ED25519"
-    : key.type === "ssh-rsa"
-    ? "RSA"
-    : "ECDSA";
-}
-
 const FLAG_EXTENSIONS = new Set([
   ...DEFAULT_USER_EXTENSIONS,
   "no-touch-required",
@@ -339,10 +331,10 @@ export function describeCertificate(path: string, cert: Certificate): string {
   let out = `${path}:\n`;
   out += `${pad}Type: ${cert.type} ${cert.certType} certificate\n`;
   out += `${pad}Public key: ${
-    label(cert.key)
+    keyTypeLabel(cert.key.type)
   }-CERT ${cert.key.fingerprint()}\n`;
   out += `${pad}Signing CA: ${
-    label(cert.signatureKey)
+    keyTypeLabel(cert.signatureKey.type)
   } ${cert.signatureKey.fingerprint()} (using ${cert.signatureAlgorithm})\n`;
   out += `${pad}Key ID: ${JSON.stringify(cert.keyId)}\n`;
   out += `${pad}Serial: ${cert.serial}\n`;

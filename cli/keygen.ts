@@ -27,6 +27,7 @@ import type { PrivateKey, PublicKey } from "../keys/types.ts";
 import {
   expandHome,
   homeDir,
+  keyTypeLabel,
   localUserName,
   parseCount,
   parseFlags,
@@ -286,14 +287,6 @@ async function parseLoaded(
   }
 }
 
-function typeLabel(key: PublicKey): string {
-  return key.type === "ssh-ed25519"
-    ? "ED25519"
-    : key.type === "ssh-rsa"
-    ? "RSA"
-    : "ECDSA";
-}
-
 async function fingerprintMode(
   file: string | undefined,
   visual: boolean,
@@ -335,7 +328,11 @@ async function fingerprintMode(
   }
   for (const { key, comment } of keys) {
     const fp = hash === "md5" ? fingerprintMd5(key) : key.fingerprint();
-    out(`${key.bits} ${fp} ${comment || "no comment"} (${typeLabel(key)})\n`);
+    out(
+      `${key.bits} ${fp} ${comment || "no comment"} (${
+        keyTypeLabel(key.type)
+      })\n`,
+    );
     if (visual) out(randomart(key, { hash }) + "\n");
   }
   return 0;
@@ -716,7 +713,7 @@ async function exportMode(
       // ssh-keygen's comment, cut to its 60 bytes so the header line stays
       // within RFC 4716's 72.
       const comment = `${key.bits}-bit ${
-        typeLabel(key)
+        keyTypeLabel(key.type)
       }, converted by ${passwdName()}@${host} from OpenSSH`;
       out(encodePublicKeyRfc4716(key, { comment: truncateUtf8(comment, 60) }));
       break;

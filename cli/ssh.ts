@@ -21,6 +21,7 @@ import { DEFAULT_ALGORITHMS } from "../transport/algorithms.ts";
 import {
   expandHome,
   flagCount,
+  keyTypeLabel,
   localUserName,
   type OptionTable,
   parseCount,
@@ -405,14 +406,6 @@ export function parseSshArgs(argv: string[]): SshConfig | "help" | "version" {
   return cfg;
 }
 
-/** Short type label as OpenSSH prints it (ED25519, ECDSA, RSA). */
-function typeLabel(type: string): string {
-  if (type === "ssh-ed25519") return "ED25519";
-  if (type.startsWith("ecdsa-")) return "ECDSA";
-  if (type === "ssh-rsa") return "RSA";
-  return type.toUpperCase();
-}
-
 /** Signature algorithms that use keys of `type`. */
 function algorithmsForType(type: string): string[] {
   if (type === "ssh-rsa") return ["rsa-sha2-512", "rsa-sha2-256"];
@@ -513,7 +506,7 @@ function makeVerifier(cfg: SshConfig, out: Output, state: HostKeyState) {
     info?: { certificate?: Certificate },
   ): Promise<boolean> => {
     const fp = key.fingerprint();
-    const label = typeLabel(key.type);
+    const label = keyTypeLabel(key.type);
     const cert = info?.certificate;
     out.debug(
       cert
@@ -607,7 +600,7 @@ function makeVerifier(cfg: SshConfig, out: Output, state: HostKeyState) {
       if (other.length > 0 && !result.knownTypes.includes(key.type)) {
         lines.push(
           `Host ${name} is known with another key type (${
-            other.map(typeLabel).join(", ")
+            other.map(keyTypeLabel).join(", ")
           }).`,
         );
       }

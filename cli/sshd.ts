@@ -30,6 +30,7 @@ import {
   findAuthorizedKey,
 } from "../keys/authorized_key_options.ts";
 import { type Certificate, parseCertificateText } from "../keys/certificate.ts";
+import { equalBytes } from "../keys/_util.ts";
 import { sftpSubsystem } from "../sftp/server.ts";
 import type { AlgorithmPreferences } from "../transport/algorithms.ts";
 import {
@@ -655,8 +656,7 @@ async function loadHostCertificate(
       1,
     );
   }
-  const blob = cert.key.blob.join(",");
-  if (!hostKeys.some((k) => k.publicKey.blob.join(",") === blob)) {
+  if (!hostKeys.some((k) => equalBytes(k.publicKey.blob, cert.key.blob))) {
     throw new UsageError(
       `fynx sshd: HostCertificate ${path} certifies ${cert.key.fingerprint()}, which is not a host key`,
       1,

@@ -45,11 +45,21 @@ export interface FynxSshd {
   log(): string;
   /** Sends `signal` and waits for the exit status (killed after 10 s). */
   stop(signal?: Deno.Signal): Promise<number>;
+  /** Same as `stop()`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
-export async function startFynxSshd(args: string[]): Promise<FynxSshd> {
+/**
+ * Starts `fynx sshd ...args` with the `fynx` task's permissions (and `env`
+ * added to its environment); resolves once it prints its port.
+ */
+export async function startFynxSshd(
+  args: readonly string[],
+  options: { env?: Record<string, string> } = {},
+): Promise<FynxSshd> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-q", ...FYNX_PERMISSIONS, FYNX_MAIN, "sshd", ...args],
+    env: options.env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -98,7 +108,17 @@ export async function startFynxSshd(args: string[]): Promise<FynxSshd> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     const m = outText.match(/listening on [^\s]+:(\d+)/);
-    if (m) return { port: Number(m[1]), child, log: () => logText, stop };
+    if (m) {
+      return {
+        port: Number(m[1]),
+        child,
+        log: () => logText,
+        stop,
+        [Symbol.asyncDispose]: async () => {
+          await stop();
+        },
+      };
+    }
     if (Date.now() > deadline) {
       await stop("SIGKILL");
       throw new Error(`fynx sshd did not start:\n${logText}`);

@@ -6,7 +6,10 @@
  * @module
  */
 import { run, type RunResult } from "./_openssh.ts";
-import { FYNX_MAIN, FYNX_PERMISSIONS } from "./_fynx.ts";
+import {
+  type FynxSshd,
+  startFynxSshd as startFynxSshdProcess,
+} from "./_fynx.ts";
 
 /** ssh-agent binary. */
 export const SSH_AGENT = "/usr/bin/ssh-agent";
@@ -102,88 +105,15 @@ export async function startSshAgent(): Promise<SshAgent> {
   };
 }
 
-/** A running `fynx sshd` child process. */
-export interface FynxSshd {
-  /** The port it listens on (127.0.0.1). */
-  readonly port: number;
-  /** Everything it logged on stderr so far. */
-  log(): string;
-  /** SIGTERM, then waits (SIGKILL after 10 s). */
-  stop(): Promise<void>;
-}
+export type { FynxSshd } from "./_fynx.ts";
 
 /**
  * Starts `fynx sshd --listen 127.0.0.1:0 ...args` with the `fynx` task's
  * permissions and `env` added to its environment.
  */
-export async function startFynxSshd(
+export function startFynxSshd(
   args: readonly string[],
   env: Record<string, string> = {},
 ): Promise<FynxSshd> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-q",
-      ...FYNX_PERMISSIONS,
-      FYNX_MAIN,
-      "sshd",
-      "--listen",
-      "127.0.0.1:0",
-      ...args,
-    ],
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let logText = "";
-  const logDone = (async () => {
-    for await (
-      const chunk of child.stderr.pipeThrough(new TextDecoderStream())
-    ) {
-      logText += chunk;
-    }
-  })();
-  let outText = "";
-  const outDone = (async () => {
-    for await (
-      const chunk of child.stdout.pipeThrough(new TextDecoderStream())
-    ) {
-      outText += chunk;
-    }
-  })();
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
-  });
-  const stop = async () => {
-    if (!exited) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Exited meanwhile.
-      }
-    }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Gone.
-      }
-    }, 10_000);
-    await status;
-    clearTimeout(timer);
-    await Promise.all([logDone, outDone]);
-  };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const m = outText.match(/listening on [^\s]+:(\d+)/);
-    if (m) return { port: Number(m[1]), log: () => logText, stop };
-    if (exited || Date.now() > deadline) {
-      await stop();
-      throw new Error(`fynx sshd did not start:\n${logText}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return startFynxSshdProcess(["--listen", "127.0.0.1:0", ...args], { env });
 }

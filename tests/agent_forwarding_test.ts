@@ -124,7 +124,7 @@ Deno.test({
   ignore: noAgent,
   async fn() {
     const { agent, fingerprints } = await agentWithKeys();
-    const sshds: { stop(): Promise<void> }[] = [];
+    const sshds: { stop(): Promise<unknown> }[] = [];
     try {
       const dir = agent.dir;
       const login = await sshKeygen(dir, "login", "ed25519");

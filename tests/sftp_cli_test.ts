@@ -8,7 +8,7 @@
  * OpenSSH client. Otherwise they are ignored with a message.
  */
 import assert from "node:assert/strict";
-import { fynx, FYNX_MAIN, FYNX_PERMISSIONS } from "./_fynx.ts";
+import { fynx, startFynxSshd } from "./_fynx.ts";
 import {
   randomBytes,
   run,
@@ -187,49 +187,6 @@ Deno.test({
   },
 });
 
-/** Starts `fynx sshd` with `args`; resolves once it listens. */
-async function startFynxSshd(args: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", ...FYNX_PERMISSIONS, FYNX_MAIN, "sshd", ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let log = "";
-  const logDone = (async () => {
-    for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) {
-      log += c;
-    }
-  })();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Gone.
-    }
-    await child.status;
-    await reader.cancel().catch(() => {});
-    await logDone;
-  };
-  const deadline = Date.now() + 30_000;
-  while (!/listening on [^\s]+:(\d+)/.test(out)) {
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`fynx sshd did not start:\n${log}`);
-    }
-    const { value, done } = await reader.read();
-    if (done) {
-      await stop();
-      throw new Error(`fynx sshd exited:\n${log}`);
-    }
-    out += value;
-  }
-  const port = Number(out.match(/listening on [^\s]+:(\d+)/)![1]);
-  return { port, log: () => log, stop };
-}
-
 Deno.test({
   name: "OpenSSH sftp -b against fynx sshd (sftp served by default)",
   ignore: ignoreClient,
@@ -238,7 +195,7 @@ Deno.test({
     const user = await sshKeygen(dir, "user", "ed25519");
     await Deno.writeTextFile(`${dir}/authorized_keys`, user.publicLine + "\n");
     const hostKey = `${dir}/host_ed25519`;
-    const servers: { stop(): Promise<void>; log(): string }[] = [];
+    const servers: { stop(): Promise<unknown>; log(): string }[] = [];
     const start = async (extra: string[]) => {
       const s = await startFynxSshd([
         "--listen",
