@@ -9,6 +9,7 @@
 import type { SshWriter } from "../wire/writer.ts";
 import { privateParts } from "../keys/private_key.ts";
 import { ownPublicKey } from "../keys/public_key.ts";
+import { writePrivateKeyFields } from "../keys/openssh_format.ts";
 import type { PrivateKey } from "../keys/types.ts";
 
 /** Message numbers (draft-miller-ssh-agent section 6.1). */
@@ -73,24 +74,6 @@ export function writeAgentKey(
     );
   }
   const secret = privateParts(key);
-  const parts = pub.parts;
-  w.string(pub.type);
-  if (parts.kind === "ed25519" && secret.kind === "ed25519") {
-    // ENC(A) then k || ENC(A), as in the private key file (RFC 8709 keys).
-    const sk = new Uint8Array(64);
-    sk.set(secret.seed);
-    sk.set(parts.a, 32);
-    w.string(parts.a).string(sk);
-    sk.fill(0);
-  } else if (parts.kind === "ecdsa" && secret.kind === "ecdsa") {
-    w.string(parts.curve.id).string(parts.q).mpintBytes(secret.d);
-  } else if (parts.kind === "rsa" && secret.kind === "rsa") {
-    w.mpintBytes(parts.n).mpintBytes(parts.e).mpintBytes(secret.d)
-      .mpintBytes(secret.iqmp).mpintBytes(secret.p).mpintBytes(secret.q);
-  } else {
-    throw new TypeError(
-      `Cannot add identity: inconsistent ${pub.type} key`,
-    );
-  }
+  writePrivateKeyFields(w, pub, secret, "Cannot add identity");
   w.string(comment);
 }

@@ -580,6 +580,36 @@ export function parsePrivateKey(
 }
 
 /**
+ * Writes `string type` and the private key fields in the order of the
+ * openssh-key-v1 private section (PROTOCOL.key), which the agent protocol's
+ * ADD_IDENTITY uses too (PROTOCOL.agent / draft-miller-ssh-agent 4.2.3).
+ * Ed25519 writes ENC(A) then k || ENC(A) (RFC 8709 keys).
+ */
+export function writePrivateKeyFields(
+  w: SshWriter,
+  pub: SshPublicKey,
+  secret: PrivateParts,
+  what: string,
+): void {
+  const parts = pub.parts;
+  w.string(pub.type);
+  if (parts.kind === "ed25519" && secret.kind === "ed25519") {
+    const sk = new Uint8Array(64);
+    sk.set(secret.seed);
+    sk.set(parts.a, 32);
+    w.string(parts.a).string(sk);
+    sk.fill(0);
+  } else if (parts.kind === "ecdsa" && secret.kind === "ecdsa") {
+    w.string(parts.curve.id).string(parts.q).mpintBytes(secret.d);
+  } else if (parts.kind === "rsa" && secret.kind === "rsa") {
+    w.mpintBytes(parts.n).mpintBytes(parts.e).mpintBytes(secret.d)
+      .mpintBytes(secret.iqmp).mpintBytes(secret.p).mpintBytes(secret.q);
+  } else {
+    throw new TypeError(`${what}: inconsistent ${pub.type} key`);
+  }
+}
+
+/**
  * Encodes one of our private keys as an OpenSSH private key file, the
  * text `ssh-keygen -y -f` reads: unencrypted (cipher and kdf `none`), or
  * with `options.passphrase` encrypted as ssh-keygen does (bcrypt kdf with
@@ -625,22 +655,8 @@ export function encodePrivateKey(
   const check = new Uint32Array(1);
   getRandomValues(check);
   const w = new SshWriter(pub.blob.length * 3 + 256);
-  w.uint32(check[0]).uint32(check[0]).string(pub.type);
-  const parts = pub.parts;
-  if (parts.kind === "ed25519" && secret.kind === "ed25519") {
-    const sk = new Uint8Array(64);
-    sk.set(secret.seed);
-    sk.set(parts.a, 32);
-    w.string(parts.a).string(sk);
-    sk.fill(0);
-  } else if (parts.kind === "ecdsa" && secret.kind === "ecdsa") {
-    w.string(parts.curve.id).string(parts.q).mpintBytes(secret.d);
-  } else if (parts.kind === "rsa" && secret.kind === "rsa") {
-    w.mpintBytes(parts.n).mpintBytes(parts.e).mpintBytes(secret.d)
-      .mpintBytes(secret.iqmp).mpintBytes(secret.p).mpintBytes(secret.q);
-  } else {
-    throw new TypeError("Cannot encode private key: inconsistent key");
-  }
+  w.uint32(check[0]).uint32(check[0]);
+  writePrivateKeyFields(w, pub, secret, "Cannot encode private key");
   w.string(comment);
   // PROTOCOL.key: pad with 1, 2, 3, ... to the cipher's block size.
   for (let i = 1; w.length % cipher.blockSize !== 0; i++) w.byte(i);
