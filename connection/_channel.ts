@@ -56,21 +56,28 @@ export type ChannelRequestHandler = (
  * channel re-open the window: a slow reader slows only its own sender.
  */
 class Inbound {
-  readonly stream: ReadableStream<Uint8Array>;
+  // The stream is built on first use: most channels never read one of their
+  // two (a server session's extended data, a client's unread stderr), and a
+  // ReadableStream with its controller and closures costs about 1 KiB.
+  #stream: ReadableStream<Uint8Array> | null = null;
   #queue: Uint8Array[] = [];
   #buffered = 0;
   #ended = false;
-  #failed = false;
+  #failed: Error | null = null;
   #discard = false;
   #wake: (() => void) | null = null;
-  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #controller: ReadableStreamDefaultController<Uint8Array> | null = null;
   readonly #onConsumed: (n: number) => void;
 
   constructor(onConsumed: (n: number) => void) {
     this.#onConsumed = onConsumed;
-    this.stream = new ReadableStream<Uint8Array>({
+  }
+
+  get stream(): ReadableStream<Uint8Array> {
+    return this.#stream ??= new ReadableStream<Uint8Array>({
       start: (controller) => {
         this.#controller = controller;
+        if (this.#failed) controller.error(this.#failed);
       },
       pull: (controller) => this.#pull(controller),
       cancel: () => {
@@ -115,11 +122,12 @@ class Inbound {
       this.#wakeUp();
       return;
     }
-    this.#failed = true;
+    this.#failed = error;
     this.#queue = [];
     this.#buffered = 0;
     try {
-      this.#controller.error(error);
+      // Not built yet: the stream starts errored when it is.
+      this.#controller?.error(error);
     } catch {
       // Already closed.
     }
@@ -545,7 +553,23 @@ export class Channel {
    * EOF is sent once every writable made here was closed.
    */
   createWritable(dataType: number): WritableStream<Uint8Array> {
+    return this.lazyWritable(dataType)();
+  }
+
+  /**
+   * Like {@linkcode createWritable}, but the stream is built on the first
+   * call of the returned function. The writer counts from now on, so EOF
+   * still waits for it; a stream that is never built never needs closing
+   * (a server session's stderr, usually). A WritableStream with its
+   * controller, abort signal and closures is over 1 KiB, per session.
+   */
+  lazyWritable(dataType: number): () => WritableStream<Uint8Array> {
     this.#writers++;
+    let stream: WritableStream<Uint8Array> | null = null;
+    return () => stream ??= this.#buildWritable(dataType);
+  }
+
+  #buildWritable(dataType: number): WritableStream<Uint8Array> {
     let done = false;
     const finish = (): void => {
       if (done) return;

@@ -274,16 +274,26 @@ export class ServerSessionImpl implements ServerSession {
   readonly #channel: Channel;
   readonly #opener: ChannelOpener;
   onRequest: SessionRequestHandler | null = null;
-  readonly stdout: WritableStream<Uint8Array>;
-  readonly stderr: WritableStream<Uint8Array>;
+  // Built on first use: an idle session (no command yet, or one that
+  // never writes to stderr) should not pay for two streams.
+  readonly #stdout: () => WritableStream<Uint8Array>;
+  readonly #stderr: () => WritableStream<Uint8Array>;
   #started = false;
 
   constructor(channel: Channel, opener: ChannelOpener) {
     this.#channel = channel;
     this.#opener = opener;
-    this.stdout = channel.createWritable(0);
-    this.stderr = channel.createWritable(1);
+    this.#stdout = channel.lazyWritable(0);
+    this.#stderr = channel.lazyWritable(1);
     channel.requestHandler = (type, body) => this.#onRequest(type, body);
+  }
+
+  get stdout(): WritableStream<Uint8Array> {
+    return this.#stdout();
+  }
+
+  get stderr(): WritableStream<Uint8Array> {
+    return this.#stderr();
   }
 
   get channelId(): number {
