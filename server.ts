@@ -271,6 +271,8 @@ export function acceptConnection(
       throw (await transport.closed) ?? e;
     } finally {
       clearTimeout(graceTimer);
+      // Closures of this connection keep this scope alive: drop the timer.
+      graceTimer = undefined;
     }
   })();
   authenticated.catch(() => {});
@@ -418,7 +420,11 @@ export function serve(options: ServeOptions): SshServer {
     };
     let server: ServerConnection;
     try {
-      server = await acceptConnection(conn, { ...options, remoteAddress });
+      // The serve() options as prototype, not copied: a spread copy per
+      // connection (kept for its lifetime) is some 300 bytes each.
+      const connOptions: ServerConnectionOptions = Object.create(options);
+      connOptions.remoteAddress = remoteAddress;
+      server = await acceptConnection(conn, connOptions);
     } catch (e) {
       uncount();
       conn.close();

@@ -28,10 +28,14 @@
  *   [--only throughput|startup|handshakes|memory]... [--sessions N]
  *   [--duration S] [--concurrency N] [--startup-runs N] [--ssh2 DIR]
  *   [--out DIR | --no-write] [--update-readme] [--server-v8-flags FLAGS]
+ *   [--memory-v8-flags FLAGS]
  *
  * --server-v8-flags passes V8 flags (comma-separated) to our server's
  * process, e.g. `--max-semi-space-size=1` to see how much of its memory is
- * V8's young generation. --update-readme also replaces the text between the `bench:e2e` markers in
+ * V8's young generation. The memory section runs twice: with those flags
+ * (none by default) and with --memory-v8-flags (default
+ * `--optimize-for-size`, what `fynx sshd` uses; "" to skip that run).
+ * --update-readme also replaces the text between the `bench:e2e` markers in
  * README.md with the tables.
  *
  * @module
@@ -58,6 +62,12 @@ import {
 } from "./_e2e_report.ts";
 
 const SECTIONS = ["throughput", "startup", "handshakes", "memory"] as const;
+/**
+ * V8 flags of the memory-tuned server (what `fynx sshd` ships with; see
+ * docs/ARCHITECTURE.md "Memory"): the memory section measures the server
+ * with these as well as without.
+ */
+const TUNED_V8_FLAGS = "--optimize-for-size";
 type Section = typeof SECTIONS[number];
 
 const { values } = parseArgs({
@@ -75,6 +85,7 @@ const { values } = parseArgs({
     "no-write": { type: "boolean", default: false },
     "update-readme": { type: "boolean", default: false },
     "server-v8-flags": { type: "string", default: "" },
+    "memory-v8-flags": { type: "string", default: TUNED_V8_FLAGS },
   },
 });
 
@@ -206,7 +217,9 @@ interface OurServer {
   stop(): Promise<void>;
 }
 
-async function startOurServer(): Promise<OurServer> {
+async function startOurServer(
+  v8Flags = values["server-v8-flags"],
+): Promise<OurServer> {
   const child = new Deno.Command(DENO, {
     args: [
       "run",
@@ -214,9 +227,7 @@ async function startOurServer(): Promise<OurServer> {
       "--allow-net=127.0.0.1",
       "--allow-read",
       "--allow-run",
-      `--v8-flags=${
-        ["--expose-gc", values["server-v8-flags"]].filter(Boolean).join(",")
-      }`,
+      `--v8-flags=${["--expose-gc", v8Flags].filter(Boolean).join(",")}`,
       SERVER_TS,
       "--host-key",
       ourHost.path,
@@ -738,111 +749,130 @@ try {
           `${sessionCount * 2 + 200} (raise it with ulimit -n)`,
       );
     }
-    ourServer = await startOurServer();
-    const target: Target = {
-      port: ourServer.port,
-      fingerprint: ourFp,
-      knownHosts: ourServer.knownHosts,
-    };
-    const baseRss = await ourServer.rss();
-    const baseMem = await ourServer.memory();
-    console.log(
-      `\nMemory: opening ${sessionCount} idle authenticated sessions ...`,
-    );
-    const clients: SshClient[] = [];
-    const deadline = performance.now() + 180_000;
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (next < sessionCount && performance.now() < deadline) {
-          next++;
-          const c = await connect({
-            hostname: "127.0.0.1",
-            port: target.port,
-            username: "root",
-            privateKeys: [userKey],
-            verifyHostKey: (k) => k.fingerprint() === target.fingerprint,
-          });
-          clients.push(c);
-          await c.openSession();
-        }
-      }),
-    );
-    await new Promise((r) => setTimeout(r, 2000));
-    const rss = await ourServer.rss();
-    const mem = await ourServer.memory();
-    // After a full collection: what the sessions really hold (V8 keeps
-    // garbage from the handshakes until it needs the room).
-    const gcMem = await ourServer.memory(true);
-    await new Promise((r) => setTimeout(r, 500));
-    const gcRss = await ourServer.rss();
-    console.log(
-      `  ${clients.length} sessions: VmRSS ${fmt(rss / 2 ** 20, 1)} MiB, ${
-        fmt(gcRss / 2 ** 20, 1)
-      } MiB after GC (idle server ${fmt(baseRss / 2 ** 20, 1)} MiB)`,
-    );
-    goal(
-      `${sessionCount} idle sessions < 100 MB server RSS`,
-      `${fmt(rss / 1e6, 1)} MB (${fmt(gcRss / 1e6, 1)} MB after GC)`,
-      clients.length === sessionCount ? rss < 100e6 : null,
-    );
-    for (let i = 0; i < clients.length; i += 50) {
-      await Promise.all(clients.slice(i, i + 50).map((c) => c.close()));
+    const memoryFlags = values["memory-v8-flags"];
+    const variants: [string, string][] = [
+      [
+        values["server-v8-flags"]
+          ? `V8 flags ${values["server-v8-flags"]}`
+          : "default V8 flags",
+        values["server-v8-flags"],
+      ],
+      ...(memoryFlags && memoryFlags !== values["server-v8-flags"]
+        ? [[`tuned, V8 flags ${memoryFlags}`, memoryFlags] as [string, string]]
+        : []),
+    ];
+    for (const [label, flags] of variants) {
+      ourServer = await startOurServer(flags);
+      const target: Target = {
+        port: ourServer.port,
+        fingerprint: ourFp,
+        knownHosts: ourServer.knownHosts,
+      };
+      const baseRss = await ourServer.rss();
+      const baseMem = await ourServer.memory();
+      console.log(
+        `\nMemory (${label}): opening ${sessionCount} idle authenticated ` +
+          "sessions ...",
+      );
+      const clients: SshClient[] = [];
+      const deadline = performance.now() + 180_000;
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          while (next < sessionCount && performance.now() < deadline) {
+            next++;
+            const c = await connect({
+              hostname: "127.0.0.1",
+              port: target.port,
+              username: "root",
+              privateKeys: [userKey],
+              verifyHostKey: (k) => k.fingerprint() === target.fingerprint,
+            });
+            clients.push(c);
+            await c.openSession();
+          }
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 2000));
+      const rss = await ourServer.rss();
+      const mem = await ourServer.memory();
+      // After a full collection: what the sessions really hold (V8 keeps
+      // garbage from the handshakes until it needs the room).
+      const gcMem = await ourServer.memory(true);
+      await new Promise((r) => setTimeout(r, 500));
+      const gcRss = await ourServer.rss();
+      console.log(
+        `  ${clients.length} sessions: VmRSS ${fmt(rss / 2 ** 20, 1)} MiB, ${
+          fmt(gcRss / 2 ** 20, 1)
+        } MiB after GC (idle server ${fmt(baseRss / 2 ** 20, 1)} MiB)`,
+      );
+      goal(
+        `${sessionCount} idle sessions < 100 MB server RSS (${label})`,
+        `${fmt(rss / 1e6, 1)} MB (${fmt(gcRss / 1e6, 1)} MB after GC)`,
+        clients.length === sessionCount ? rss < 100e6 : null,
+      );
+      for (let i = 0; i < clients.length; i += 50) {
+        await Promise.all(clients.slice(i, i + 50).map((c) => c.close()));
+      }
+      await ourServer.stop();
+      ourServer = null;
+      ((raw.memory ??= {}) as Record<string, unknown>)[label] = {
+        v8Flags: flags,
+        baseRss,
+        baseMem,
+        rss,
+        mem,
+        gcRss,
+        gcMem,
+        sessions: clients.length,
+      };
+      const mib = (b: number) => fmt(b / 2 ** 20, 1);
+      markdown.push(
+        `### Our server's memory with ${clients.length} idle sessions, ${label}\n`,
+        "Each session: one authenticated connection (Ed25519 key) with one " +
+          "open session channel and no command. The server runs alone in its " +
+          "own process; VmRSS is read from /proc/<pid>/status, the V8 " +
+          "figures are the server's `Deno.memoryUsage()`.\n",
+        markdownTable(
+          [
+            "",
+            "idle server",
+            `${clients.length} sessions`,
+            "same, after a full GC",
+            "per session (after GC)",
+          ],
+          [
+            ["VmRSS (MiB)", baseRss, rss, gcRss],
+            [
+              "V8 heap total (MiB)",
+              baseMem.heapTotal,
+              mem.heapTotal,
+              gcMem.heapTotal,
+            ],
+            [
+              "V8 heap used (MiB)",
+              baseMem.heapUsed,
+              mem.heapUsed,
+              gcMem.heapUsed,
+            ],
+            ["external (MiB)", baseMem.external, mem.external, gcMem.external],
+          ].map(([name, base, now, gc]) => [
+            name as string,
+            mib(base as number),
+            mib(now as number),
+            mib(gc as number),
+            `${
+              fmt(
+                ((gc as number) - (base as number)) / clients.length / 1024,
+                1,
+              )
+            } KiB`,
+          ]),
+          ["l", "r", "r", "r", "r"],
+        ),
+        "",
+      );
     }
-    await ourServer.stop();
-    ourServer = null;
-    raw.memory = {
-      baseRss,
-      baseMem,
-      rss,
-      mem,
-      gcRss,
-      gcMem,
-      sessions: clients.length,
-    };
-    const mib = (b: number) => fmt(b / 2 ** 20, 1);
-    markdown.push(
-      `### Our server's memory with ${clients.length} idle sessions\n`,
-      "Each session: one authenticated connection (Ed25519 key) with one " +
-        "open session channel and no command. The server runs alone in its " +
-        "own process; VmRSS is read from /proc/<pid>/status, the V8 " +
-        "figures are the server's `Deno.memoryUsage()`.\n",
-      markdownTable(
-        [
-          "",
-          "idle server",
-          `${clients.length} sessions`,
-          "same, after a full GC",
-          "per session (after GC)",
-        ],
-        [
-          ["VmRSS (MiB)", baseRss, rss, gcRss],
-          [
-            "V8 heap total (MiB)",
-            baseMem.heapTotal,
-            mem.heapTotal,
-            gcMem.heapTotal,
-          ],
-          [
-            "V8 heap used (MiB)",
-            baseMem.heapUsed,
-            mem.heapUsed,
-            gcMem.heapUsed,
-          ],
-          ["external (MiB)", baseMem.external, mem.external, gcMem.external],
-        ].map(([name, base, now, gc]) => [
-          name as string,
-          mib(base as number),
-          mib(now as number),
-          mib(gc as number),
-          `${
-            fmt(((gc as number) - (base as number)) / clients.length / 1024, 1)
-          } KiB`,
-        ]),
-        ["l", "r", "r", "r", "r"],
-      ),
-      "",
-    );
   }
 } finally {
   await ourServer?.stop();
