@@ -7,6 +7,7 @@
  * @module
  */
 
+import { allocPayload } from "../transport/_packet_room.ts";
 import { DisconnectError } from "../errors.ts";
 import { DisconnectReason, Msg } from "../wire/messages.ts";
 import type { SshReader } from "../wire/reader.ts";
@@ -525,8 +526,14 @@ export class Channel {
         this.#remoteMaxPacket,
       );
       this.#remoteWindow -= n;
-      const payload = new Uint8Array(header + n);
-      const view = new DataView(payload.buffer);
+      // Room around the payload lets the transport frame and seal it in
+      // place (transport/_packet_room.ts): no copy per layer.
+      const payload = allocPayload(header + n);
+      const view = new DataView(
+        payload.buffer,
+        payload.byteOffset,
+        payload.byteLength,
+      );
       view.setUint8(
         0,
         dataType === 0 ? Msg.CHANNEL_DATA : Msg.CHANNEL_EXTENDED_DATA,

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { markRoomy, roomAfter, roomBefore } from "./_packet_room.ts";
 import { DisconnectError, HostKeyError } from "../errors.ts";
 import type { PrivateKey, PublicKey } from "../keys/types.ts";
 import {
@@ -45,6 +46,7 @@ import {
   createCompressor,
   createDecompressor,
   type Decompressor,
+  loadCompression,
 } from "./compression.ts";
 import { deriveKey, hashBytes } from "./kex/derive.ts";
 import { kexMethod } from "./kex/mod.ts";
@@ -164,7 +166,7 @@ interface SealedPacket {
 const SEND_PIPELINE_PACKETS = 8;
 const SEND_PIPELINE_BYTES = 1024 * 1024;
 /** Largest write made by joining several finished packets. */
-const WRITE_BATCH_BYTES = 64 * 1024;
+const WRITE_BATCH_BYTES = 256 * 1024;
 
 /** One packet in the receive pipeline (or the error that ended reading). */
 interface ReceivedPacket {
@@ -614,14 +616,23 @@ export class Transport {
     let pad = block - (aligned % block);
     if (pad < 4) pad += block;
     while (5 + payload.length + pad < 16) pad += block;
-    const packet = new Uint8Array(5 + payload.length + pad);
+    const total = 5 + payload.length + pad;
+    let packet: Uint8Array;
+    if (roomBefore(payload) >= 5 && roomAfter(payload) >= pad + 16) {
+      // Framed where the channel wrote it (transport/_packet_room.ts).
+      packet = new Uint8Array(payload.buffer, payload.byteOffset - 5, total);
+    } else {
+      // 16 spare bytes: scratch a cipher may use for its tag.
+      packet = new Uint8Array(total + 16).subarray(0, total);
+      markRoomy(packet);
+      packet.set(payload, 5);
+    }
     const len = 1 + payload.length + pad;
     packet[0] = len >>> 24;
     packet[1] = len >>> 16;
     packet[2] = len >>> 8;
     packet[3] = len;
     packet[4] = pad;
-    packet.set(payload, 5);
     crypto.getRandomValues(packet.subarray(5 + payload.length));
     const size = packet.length + cipher.tagLength;
     const entry: SealedPacket = { wire: null, size, pending: null };
@@ -978,7 +989,7 @@ export class Transport {
     this.#queueUrgent(ourInit);
   }
 
-  #onKexInit(payload: Uint8Array): void {
+  #onKexInit(payload: Uint8Array): void | Promise<void> {
     if (!this.#kex) this.#startKex();
     const kex = this.#kex!;
     if (kex.peerInit) {
@@ -1022,6 +1033,9 @@ export class Transport {
           .bytes(),
       );
     }
+    // zlib is loaded only when negotiated; the read loop waits for it, so
+    // it is there before the keys (and compressors) of this exchange.
+    if (n.compC2S !== "none" || n.compS2C !== "none") return loadCompression();
   }
 
   #strict = false;
