@@ -7,7 +7,7 @@
  * @module
  */
 
-import { allocPayload } from "../transport/_packet_room.ts";
+import { allocPayload, isHandedOver } from "../transport/_packet_room.ts";
 import { DisconnectError } from "../errors.ts";
 import { DisconnectReason, Msg } from "../wire/messages.ts";
 import type { SshReader } from "../wire/reader.ts";
@@ -341,15 +341,18 @@ export class Channel {
   /** CHANNEL_DATA (RFC 4254 section 5.2). */
   onData(data: Uint8Array): void {
     if (this.#receive(data.length, "CHANNEL_DATA")) {
-      this.#data.push(data.slice());
+      // A view suffices when the transport gave up the packet's buffer;
+      // other links may reuse theirs, so their bytes are copied.
+      this.#data.push(isHandedOver(data) ? data : data.slice());
     }
   }
 
   /** CHANNEL_EXTENDED_DATA; type 1 is stderr, other types are counted and dropped. */
   onExtendedData(dataType: number, data: Uint8Array): void {
     if (!this.#receive(data.length, "CHANNEL_EXTENDED_DATA")) return;
-    if (dataType === 1) this.#extended.push(data.slice());
-    else this.#consumed(data.length);
+    if (dataType === 1) {
+      this.#extended.push(isHandedOver(data) ? data : data.slice());
+    } else this.#consumed(data.length);
   }
 
   /** CHANNEL_WINDOW_ADJUST. */

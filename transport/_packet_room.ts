@@ -55,3 +55,20 @@ export function roomAfter(bytes: Uint8Array): number {
 export function roomBefore(bytes: Uint8Array): number {
   return roomy.has(bytes.buffer) ? bytes.byteOffset : 0;
 }
+
+const handedOver = new WeakSet<ArrayBufferLike>();
+
+/**
+ * Marks a received payload's buffer as belonging to whoever takes the
+ * payload: the transport allocated it for this one packet and never
+ * touches it again, so a channel may hand views of it to the application
+ * instead of copying (connection/_channel.ts).
+ */
+export function markHandedOver(bytes: Uint8Array): void {
+  handedOver.add(bytes.buffer);
+}
+
+/** Whether `bytes` lies in a buffer marked by {@linkcode markHandedOver}. */
+export function isHandedOver(bytes: Uint8Array): boolean {
+  return handedOver.has(bytes.buffer);
+}

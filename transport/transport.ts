@@ -10,7 +10,12 @@
  *
  * @module
  */
-import { markRoomy, roomAfter, roomBefore } from "./_packet_room.ts";
+import {
+  markHandedOver,
+  markRoomy,
+  roomAfter,
+  roomBefore,
+} from "./_packet_room.ts";
 import { DisconnectError, HostKeyError } from "../errors.ts";
 import type { PrivateKey, PublicKey } from "../keys/types.ts";
 import {
@@ -809,6 +814,9 @@ export class Transport {
       );
     }
     let payload = plain.subarray(1, plain.length - padLen);
+    // Every cipher returns a buffer of this packet alone (a fresh one, or
+    // the wire buffer read for it): the receiver may keep views of it.
+    markHandedOver(payload);
     if (dir.decompressor) {
       try {
         payload = dir.decompressor.decompress(payload);
