@@ -24,27 +24,62 @@ export const PACKET_HEADROOM = 5;
 export const PACKET_TAILROOM = 64;
 
 const roomy = new WeakSet<ArrayBufferLike>();
+const handedOver = new WeakSet<ArrayBufferLike>();
 
 /**
- * A zeroed payload of `length` bytes at offset {@linkcode PACKET_HEADROOM}
- * of a buffer with {@linkcode PACKET_TAILROOM} spare bytes after it. The
- * caller fills it and hands it to the transport once; it must not touch the
- * buffer afterwards.
+ * A payload of `length` bytes at offset {@linkcode PACKET_HEADROOM} of a
+ * buffer with {@linkcode PACKET_TAILROOM} spare bytes after it. It may hold
+ * old bytes (see {@linkcode takeBuffer}): the caller overwrites all of it,
+ * hands it to the transport once and never touches the buffer again.
  */
 export function allocPayload(length: number): Uint8Array {
-  const buf = new ArrayBuffer(PACKET_HEADROOM + length + PACKET_TAILROOM);
-  roomy.add(buf);
+  const buf = takeBuffer(PACKET_HEADROOM + length + PACKET_TAILROOM);
   return new Uint8Array(buf, PACKET_HEADROOM, length);
 }
 
-/** Marks a buffer the transport allocated itself as having room to use. */
-export function markRoomy(bytes: Uint8Array): void {
-  roomy.add(bytes.buffer);
+/**
+ * Size of the pooled buffers: a full 32 KiB channel packet (RFC 4254
+ * CHANNEL_DATA header, RFC 4253 packet header, padding, tag) with room.
+ */
+export const POOLED_BUFFER_SIZE = 40 * 1024;
+/** Smaller packets get buffers of their own size. */
+const POOLED_MIN = 4096;
+/** Buffers kept for reuse, process-wide (at most 1.25 MiB). */
+const POOL_LIMIT = 32;
+const pool: ArrayBuffer[] = [];
+
+/**
+ * A buffer of at least `size` bytes for one packet, from the pool when
+ * `size` fits a pooled buffer. Its contents are NOT zeroed: callers
+ * overwrite every byte they use, and bytes past what they use never leave
+ * the process (they are scratch, or outside the views handed on).
+ */
+export function takeBuffer(size: number): ArrayBuffer {
+  if (size >= POOLED_MIN && size <= POOLED_BUFFER_SIZE) {
+    const buf = pool.pop() ?? new ArrayBuffer(POOLED_BUFFER_SIZE);
+    roomy.add(buf);
+    return buf;
+  }
+  const buf = new ArrayBuffer(size);
+  roomy.add(buf);
+  return buf;
+}
+
+/**
+ * Gives a packet buffer back once nothing refers to it any more: the send
+ * side after the cipher produced a separate wire buffer, the receive side
+ * after the cipher produced a separate plaintext. Other buffers are ignored.
+ */
+export function recycleBuffer(buf: ArrayBufferLike): void {
+  if (
+    buf.byteLength === POOLED_BUFFER_SIZE && roomy.has(buf) &&
+    !handedOver.has(buf) && pool.length < POOL_LIMIT
+  ) pool.push(buf as ArrayBuffer);
 }
 
 /**
  * Bytes free after `bytes` in its buffer when that buffer came from
- * {@linkcode allocPayload} or {@linkcode markRoomy}; 0 otherwise.
+ * {@linkcode allocPayload} or {@linkcode takeBuffer}; 0 otherwise.
  */
 export function roomAfter(bytes: Uint8Array): number {
   if (!roomy.has(bytes.buffer)) return 0;
@@ -55,8 +90,6 @@ export function roomAfter(bytes: Uint8Array): number {
 export function roomBefore(bytes: Uint8Array): number {
   return roomy.has(bytes.buffer) ? bytes.byteOffset : 0;
 }
-
-const handedOver = new WeakSet<ArrayBufferLike>();
 
 /**
  * Marks a received payload's buffer as belonging to whoever takes the

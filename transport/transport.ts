@@ -12,9 +12,10 @@
  */
 import {
   markHandedOver,
-  markRoomy,
+  recycleBuffer,
   roomAfter,
   roomBefore,
+  takeBuffer,
 } from "./_packet_room.ts";
 import { DisconnectError, HostKeyError } from "../errors.ts";
 import type { PrivateKey, PublicKey } from "../keys/types.ts";
@@ -186,6 +187,8 @@ interface ReceivedPacket {
   dir: Direction;
   /** `packet_length`. */
   len?: number;
+  /** The buffer read into; recycled once the plaintext is elsewhere. */
+  wire?: ArrayBufferLike;
 }
 
 /**
@@ -628,8 +631,7 @@ export class Transport {
       packet = new Uint8Array(payload.buffer, payload.byteOffset - 5, total);
     } else {
       // 16 spare bytes: scratch a cipher may use for its tag.
-      packet = new Uint8Array(total + 16).subarray(0, total);
-      markRoomy(packet);
+      packet = new Uint8Array(takeBuffer(total + 16), 0, total);
       packet.set(payload, 5);
     }
     const len = 1 + payload.length + pad;
@@ -644,9 +646,11 @@ export class Transport {
     const sealed = cipher.seal(dir.seq, packet);
     if (sealed instanceof Uint8Array) {
       entry.wire = sealed;
+      if (sealed.buffer !== packet.buffer) recycleBuffer(packet.buffer);
     } else {
       entry.pending = sealed.then((wire) => {
         entry.wire = wire;
+        if (wire.buffer !== packet.buffer) recycleBuffer(packet.buffer);
       });
       entry.pending.catch(() => {});
     }
@@ -760,7 +764,7 @@ export class Transport {
       );
     }
     const total = 4 + len + cipher.tagLength;
-    let wire: Uint8Array | null = new Uint8Array(total);
+    let wire: Uint8Array | null = new Uint8Array(takeBuffer(total), 0, total);
     wire.set(head);
     wire = await this.#reader.readInto(wire, head.length, total - head.length);
     if (wire === null) {
@@ -785,7 +789,7 @@ export class Transport {
         "Sequence number wrapped during the initial key exchange",
       );
     }
-    return { opened, size: total, seq, dir, len };
+    return { opened, size: total, seq, dir, len, wire: wire.buffer };
   }
 
   /**
@@ -806,6 +810,8 @@ export class Transport {
       }
       throw e;
     }
+    // A cipher whose input was transferred leaves the old buffer detached.
+    if (entry.wire && plain.buffer !== entry.wire) recycleBuffer(entry.wire);
     const padLen = plain[0];
     if (padLen < 4 || padLen + 1 >= plain.length) {
       throw new DisconnectError(
