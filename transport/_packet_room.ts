@@ -38,43 +38,53 @@ export function allocPayload(length: number): Uint8Array {
 }
 
 /**
- * Size of the pooled buffers: a full 32 KiB channel packet (RFC 4254
+ * Size of the pooled packet buffers: a full 32 KiB channel packet (RFC 4254
  * CHANNEL_DATA header, RFC 4253 packet header, padding, tag) with room.
  */
 export const POOLED_BUFFER_SIZE = 40 * 1024;
+/** Size of the pooled buffers that join sealed packets into one write. */
+export const POOLED_BATCH_SIZE = 256 * 1024;
 /** Smaller packets get buffers of their own size. */
 const POOLED_MIN = 4096;
-/** Buffers kept for reuse, process-wide (at most 1.25 MiB). */
-const POOL_LIMIT = 32;
-const pool: ArrayBuffer[] = [];
+/** Buffers kept for reuse, process-wide: 1.25 MiB of packets, 1 MiB of batches. */
+const packets: ArrayBuffer[] = [];
+const batches: ArrayBuffer[] = [];
+const PACKETS_KEPT = 32;
+const BATCHES_KEPT = 4;
 
 /**
- * A buffer of at least `size` bytes for one packet, from the pool when
- * `size` fits a pooled buffer. Its contents are NOT zeroed: callers
- * overwrite every byte they use, and bytes past what they use never leave
- * the process (they are scratch, or outside the views handed on).
+ * A buffer of at least `size` bytes for one packet (or one batch of
+ * packets), from a pool when `size` fits a pooled size. Its contents are
+ * NOT zeroed: callers overwrite every byte they use, and bytes past what
+ * they use never leave the process (they are scratch, or outside the views
+ * handed on).
  */
 export function takeBuffer(size: number): ArrayBuffer {
+  let buf: ArrayBuffer | undefined;
   if (size >= POOLED_MIN && size <= POOLED_BUFFER_SIZE) {
-    const buf = pool.pop() ?? new ArrayBuffer(POOLED_BUFFER_SIZE);
-    roomy.add(buf);
-    return buf;
+    buf = packets.pop() ?? new ArrayBuffer(POOLED_BUFFER_SIZE);
+  } else if (size > POOLED_BUFFER_SIZE && size <= POOLED_BATCH_SIZE) {
+    buf = batches.pop() ?? new ArrayBuffer(POOLED_BATCH_SIZE);
+  } else {
+    buf = new ArrayBuffer(size);
   }
-  const buf = new ArrayBuffer(size);
   roomy.add(buf);
   return buf;
 }
 
 /**
- * Gives a packet buffer back once nothing refers to it any more: the send
- * side after the cipher produced a separate wire buffer, the receive side
- * after the cipher produced a separate plaintext. Other buffers are ignored.
+ * Gives a buffer from {@linkcode takeBuffer} back once nothing refers to
+ * it any more: a packet once the cipher has produced its output elsewhere
+ * (or once it was written), a batch once written. Other buffers, and
+ * buffers whose bytes were handed to a receiver, are ignored.
  */
 export function recycleBuffer(buf: ArrayBufferLike): void {
-  if (
-    buf.byteLength === POOLED_BUFFER_SIZE && roomy.has(buf) &&
-    !handedOver.has(buf) && pool.length < POOL_LIMIT
-  ) pool.push(buf as ArrayBuffer);
+  if (!roomy.has(buf) || handedOver.has(buf)) return;
+  if (buf.byteLength === POOLED_BUFFER_SIZE) {
+    if (packets.length < PACKETS_KEPT) packets.push(buf as ArrayBuffer);
+  } else if (buf.byteLength === POOLED_BATCH_SIZE) {
+    if (batches.length < BATCHES_KEPT) batches.push(buf as ArrayBuffer);
+  }
 }
 
 /**

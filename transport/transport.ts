@@ -689,18 +689,19 @@ export class Transport {
         if (count === 1) {
           out = head.wire!;
         } else {
-          out = new Uint8Array(bytes);
+          out = new Uint8Array(takeBuffer(bytes), 0, bytes);
           let offset = 0;
           for (const p of batch) {
             out.set(p.wire!, offset);
             offset += p.size;
+            recycleBuffer(p.wire!.buffer);
           }
         }
         const room = this.#sendRoom;
         this.#sendRoom = null;
         room?.();
         await this.#writer.ready;
-        this.#write(out);
+        this.#write(out, true);
       }
     } catch (e) {
       this.#fail(e);
@@ -719,8 +720,11 @@ export class Transport {
    * peers that both write before reading (the version lines) deadlock on
    * streams that only complete a write once it is read.
    */
-  #write(bytes: Uint8Array): void {
-    this.#writer.write(bytes).catch((e) => {
+  #write(bytes: Uint8Array, recycle = false): void {
+    this.#writer.write(bytes).then(() => {
+      // Written: the buffer is ours again (pooled ones only).
+      if (recycle) recycleBuffer(bytes.buffer);
+    }, (e) => {
       this.#fail(
         new DisconnectError(
           DisconnectReason.CONNECTION_LOST,
