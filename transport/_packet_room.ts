@@ -88,6 +88,14 @@ export function recycleBuffer(buf: ArrayBufferLike): void {
 }
 
 /**
+ * Carries a buffer's pooled status over to the buffer a BYOB read returned
+ * for it (the read transfers, so the bytes live on under a new object).
+ */
+export function adoptRoom(from: ArrayBufferLike, to: ArrayBufferLike): void {
+  if (roomy.has(from)) roomy.add(to);
+}
+
+/**
  * Bytes free after `bytes` in its buffer when that buffer came from
  * {@linkcode allocPayload} or {@linkcode takeBuffer}; 0 otherwise.
  */

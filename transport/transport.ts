@@ -187,8 +187,8 @@ interface ReceivedPacket {
   dir: Direction;
   /** `packet_length`. */
   len?: number;
-  /** The buffer read into; recycled once the plaintext is elsewhere. */
-  wire?: ArrayBufferLike;
+  /** The packet as read; given back to the reader once opened. */
+  wire?: Uint8Array;
 }
 
 /**
@@ -744,14 +744,14 @@ export class Transport {
   async #readWire(): Promise<ReceivedPacket> {
     const dir = this.#in;
     const cipher = dir.cipher;
-    let head: Uint8Array | null = new Uint8Array(cipher.headLength);
-    head = await this.#reader.readInto(head, 0, head.length);
-    if (head === null) {
+    const reader = this.#reader;
+    if (!await reader.ensure(cipher.headLength)) {
       throw new DisconnectError(
         DisconnectReason.CONNECTION_LOST,
         "Connection closed by peer",
       );
     }
+    const head = reader.peek(cipher.headLength);
     const seq = dir.seq;
     const len = cipher.packetLength(seq, head);
     const block = Math.max(8, cipher.blockSize);
@@ -768,15 +768,10 @@ export class Transport {
       );
     }
     const total = 4 + len + cipher.tagLength;
-    let wire: Uint8Array | null = new Uint8Array(takeBuffer(total), 0, total);
-    wire.set(head);
-    wire = await this.#reader.readInto(wire, head.length, total - head.length);
-    if (wire === null) {
-      throw new DisconnectError(
-        DisconnectReason.CONNECTION_LOST,
-        "Connection closed mid-packet",
-      );
-    }
+    // Usually already buffered: reads bring up to 256 KiB at once. The
+    // packet is a view into the read buffer, released once opened.
+    await reader.ensure(total);
+    const wire = reader.take(total);
     let opened: Uint8Array | Promise<Uint8Array>;
     try {
       opened = cipher.open(seq, wire);
@@ -793,7 +788,7 @@ export class Transport {
         "Sequence number wrapped during the initial key exchange",
       );
     }
-    return { opened, size: total, seq, dir, len, wire: wire.buffer };
+    return { opened, size: total, seq, dir, len, wire };
   }
 
   /**
@@ -814,8 +809,6 @@ export class Transport {
       }
       throw e;
     }
-    // A cipher whose input was transferred leaves the old buffer detached.
-    if (entry.wire && plain.buffer !== entry.wire) recycleBuffer(entry.wire);
     const padLen = plain[0];
     if (padLen < 4 || padLen + 1 >= plain.length) {
       throw new DisconnectError(
@@ -824,9 +817,12 @@ export class Transport {
       );
     }
     let payload = plain.subarray(1, plain.length - padLen);
-    // Every cipher returns a buffer of this packet alone (a fresh one, or
-    // the wire buffer read for it): the receiver may keep views of it.
+    // Every cipher but `none` returns a buffer of this packet alone: the
+    // receiver may keep views of it. Then the read buffer can be reused once
+    // no packet in it is being opened, unless the plaintext lies in it (the
+    // `none` cipher: marked handed over, so never reused).
     markHandedOver(payload);
+    this.#reader.release(entry.wire!);
     if (dir.decompressor) {
       try {
         payload = dir.decompressor.decompress(payload);
