@@ -202,7 +202,9 @@ export class ByteReader {
       if (got === next.length) {
         this.#readSize = Math.min(this.#readSize * 4, CHUNK_BYTES);
       } else if (got < next.length / 4) {
-        this.#readSize = Math.max(this.#readSize / 4, MIN_READ_BYTES);
+        // Straight back down: this read may be the one an idle connection
+        // then waits in.
+        this.#readSize = MIN_READ_BYTES;
       }
     }
     this.#chunk = next.subarray(0, got);
