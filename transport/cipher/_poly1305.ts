@@ -80,6 +80,7 @@ const I64_MUL = [0x7e];
 const I64_AND = [0x83];
 const I64_OR = [0x84];
 const I64_SHR_U = [0x88];
+const I64_EXTEND_I32_U = [0xad];
 const BLOCK = [0x02, 0x40];
 const LOOP = [0x03, 0x40];
 const END = [0x0b];
@@ -159,18 +160,18 @@ function codeBuffer(): {
 }
 
 /**
- * The body of `blocks(p: i32, len: i32, hibit: i64)`: absorbs `len / 16`
+ * The body of `blocks(p: i32, len: i32, hibit: i32)`: absorbs `len / 16`
  * blocks at `p` into h (memory, 5 x 26-bit limbs) with r (memory), as
  * poly1305-donna-32 does. In text format:
  *
  * ```
- * (local r0..r4 s1..s4 h0..h4 d0..d4 c i64)
- * r_i = load r_i; s_i = r_i * 5; h_i = load h_i; len += p
+ * (local r0..r4 s1..s4 h0..h4 d0..d4 c hi i64)
+ * hi = i64(hibit); r_i = load r_i; s_i = r_i * 5; h_i = load h_i; len += p
  * block loop
  *   br_if 1 (p >= len)
  *   h0 += m32[p+0] & M;        h1 += (m32[p+3] >> 2) & M
  *   h2 += (m32[p+6] >> 4) & M; h3 += (m32[p+9] >> 6) & M
- *   h4 += (m32[p+12] >> 8) | hibit
+ *   h4 += (m32[p+12] >> 8) | hi
  *   d0 = h0*r0 + h1*s4 + h2*s3 + h3*s2 + h4*s1   ... d4 likewise
  *   carry d0 -> d1 -> ... -> d4 -> h0 (times 5) -> h1
  *   p += 16; br 0
@@ -179,13 +180,16 @@ function codeBuffer(): {
  * ```
  */
 function blocksBody(): number[] {
-  // Locals: params 0 p, 1 len, 2 hibit; then 20 i64 locals.
+  // Locals: params 0 p, 1 len, 2 hibit (an i32: JS passes no BigInt); then
+  // 21 i64 locals.
   const r = (i: number) => 3 + i; // r0..r4: 3..7
   const s = (i: number) => 7 + i; // s1..s4: 8..11
   const h = (i: number) => 12 + i; // h0..h4: 12..16
   const d = (i: number) => 17 + i; // d0..d4: 17..21
   const c = 22;
+  const hi = 23;
   const { code, emit } = codeBuffer();
+  emit(get(2), I64_EXTEND_I32_U, set(hi));
   for (let i = 0; i < 5; i++) {
     emit(i32c(0), load64(R_OFF + 8 * i), set(r(i)));
     emit(i32c(0), load64(H_OFF + 8 * i), set(h(i)));
@@ -199,7 +203,7 @@ function blocksBody(): number[] {
     emit(get(h(i)), get(0), load32(3 * i));
     if (shifts[i]) emit(i64c(shifts[i]), I64_SHR_U);
     if (i < 4) emit(i64c(MASK26), I64_AND);
-    else emit(get(2), I64_OR);
+    else emit(get(hi), I64_OR);
     emit(I64_ADD, set(h(i)));
   }
   scalarProducts(emit, h, r, s, d);
@@ -207,7 +211,7 @@ function blocksBody(): number[] {
   emit(get(0), i32c(16), I32_ADD, set(0), br(0), END, END);
   for (let i = 0; i < 5; i++) emit(i32c(0), get(h(i)), store64(H_OFF + 8 * i));
   emit(END);
-  return [...vec([[20, I64]]), ...code];
+  return [...vec([[21, I64]]), ...code];
 }
 
 // --- WebAssembly SIMD (fixed-width SIMD, WebAssembly Core spec 2.0). ---
@@ -429,7 +433,7 @@ function moduleBytes(withSimd: boolean): Uint8Array<ArrayBuffer> {
     ...section(
       1,
       vec([
-        [0x60, 3, I32, I32, I64, 0], // blocks: (i32 i32 i64) -> ()
+        [0x60, 3, I32, I32, I32, 0], // blocks: (i32 i32 i32) -> ()
         [0x60, 2, I32, I32, 0], // blocks2: (i32 i32) -> ()
       ]),
     ),
@@ -441,26 +445,43 @@ function moduleBytes(withSimd: boolean): Uint8Array<ArrayBuffer> {
 }
 
 interface Poly1305Exports {
-  blocks(p: number, len: number, hibit: bigint): void;
+  blocks(p: number, len: number, hibit: number): void;
   blocks2?: (p: number, len: number) => void;
   memory: WebAssembly.Memory;
 }
 
-let instance: Poly1305Exports | null = null;
+/** The instance and views of its memory (which never grows, so they stay
+ * valid). */
+interface Poly1305Wasm {
+  blocks(p: number, len: number, hibit: number): void;
+  blocks2: (p: number, len: number) => void;
+  mem: Uint8Array;
+  m32: Uint32Array;
+}
+
+let instance: Poly1305Wasm | null = null;
 /** Whether this engine runs the SIMD module; decided on first use. */
 let simdAvailable = false;
 /** Whether to use the SIMD block loop (tests turn it off). */
 let simdEnabled = true;
 
-function wasm(): Poly1305Exports {
+function wasm(): Poly1305Wasm {
   if (instance === null) {
     const simdBytes = moduleBytes(true);
     simdAvailable = WebAssembly.validate(simdBytes);
     const mod = new WebAssembly.Module(
       simdAvailable ? simdBytes : moduleBytes(false),
     );
-    instance = new WebAssembly.Instance(mod)
+    const e = new WebAssembly.Instance(mod)
       .exports as unknown as Poly1305Exports;
+    instance = {
+      blocks: e.blocks,
+      blocks2: e.blocks2 ?? (() => {
+        throw new Error("Poly1305: no WebAssembly SIMD");
+      }),
+      mem: new Uint8Array(e.memory.buffer),
+      m32: new Uint32Array(e.memory.buffer, 0, MSG_OFF / 4),
+    };
   }
   return instance;
 }
@@ -479,7 +500,7 @@ export function setPoly1305Simd(enabled: boolean): boolean {
   return simdEnabled && simdAvailable;
 }
 
-const HIBIT = 1n << 24n;
+const HIBIT = 1 << 24;
 
 function le32(b: Uint8Array, i: number): number {
   return (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) >>> 0;
@@ -502,8 +523,7 @@ export function poly1305Wasm(
     throw new TypeError(`Cannot compute Poly1305: key is ${key.length} bytes`);
   }
   const w = wasm();
-  const mem = new Uint8Array(w.memory.buffer);
-  const m32 = new Uint32Array(w.memory.buffer, 0, MSG_OFF / 4);
+  const { mem, m32 } = w;
   // Clamp r and split it into 26-bit limbs (RFC 8439 section 2.5.1).
   m32[0] = le32(key, 0) & 0x3ffffff;
   m32[2] = (le32(key, 3) >>> 2) & 0x3ffff03;
@@ -522,18 +542,19 @@ export function poly1305Wasm(
   const simd = simdEnabled && simdAvailable && full >= SIMD_MIN;
   for (let off = 0; off < full; off += MSG_MAX) {
     const len = Math.min(MSG_MAX, full - off);
-    mem.set(msg.subarray(off, off + len), MSG_OFF);
+    mem.set(len === n ? msg : msg.subarray(off, off + len), MSG_OFF);
     const pairs = simd ? len & ~31 : 0;
-    if (pairs !== 0) w.blocks2!(MSG_OFF, pairs);
+    if (pairs !== 0) w.blocks2(MSG_OFF, pairs);
     if (pairs !== len) w.blocks(MSG_OFF + pairs, len - pairs, HIBIT);
   }
   if (full < n) {
     // Last partial block: the bytes, then 0x01, then zeros; no 2^128 bit.
+    // (A byte loop: cheaper than a subarray for at most 15 bytes.)
     const rest = n - full;
-    mem.set(msg.subarray(full), MSG_OFF);
+    for (let i = 0; i < rest; i++) mem[MSG_OFF + i] = msg[full + i];
     mem[MSG_OFF + rest] = 1;
-    mem.fill(0, MSG_OFF + rest + 1, MSG_OFF + 16);
-    w.blocks(MSG_OFF, 16, 0n);
+    for (let i = rest + 1; i < 16; i++) mem[MSG_OFF + i] = 0;
+    w.blocks(MSG_OFF, 16, 0);
   }
   let h0 = m32[10], h1 = m32[12], h2 = m32[14], h3 = m32[16], h4 = m32[18];
   // Fully carry h.
