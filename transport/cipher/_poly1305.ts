@@ -6,10 +6,17 @@
  * `chacha20-poly1305@openssh.com` to ~150 MB/s. WebAssembly has 64-bit
  * multiplies, so the classic 5 x 26-bit limb evaluation (each product below
  * 2^58) runs at native-like speed. No WebAssembly toolchain is assumed: the
- * module is encoded here, byte by byte, from the instruction list in
- * {@linkcode blocksBody} (the equivalent text format is in its comment).
+ * module is encoded here, byte by byte, from the instruction lists in
+ * {@linkcode blocksBody} (the equivalent text format is in its comment) and
+ * {@linkcode blocks2Body}.
  *
- * The WebAssembly function only absorbs whole 16-byte blocks into the
+ * Two block loops: `blocks2`, WebAssembly SIMD, two blocks per step in two
+ * lanes (2-way Horner with r^2, about 2.7 GB/s here at 32 KiB), used for
+ * inputs of 64 bytes or more when the engine validates SIMD; and `blocks`,
+ * scalar i64 (about 1.5 GB/s), for an odd last block, short inputs and
+ * engines without SIMD. Both give the same h (proof in blocks2Body).
+ *
+ * The WebAssembly functions only absorb whole 16-byte blocks into the
  * accumulator; key clamping, the final partial block (padded with 0x01 then
  * zeros, no 2^128 bit) and the final reduction and `+ s` are done in JS here,
  * the last one branch-free so time does not depend on the tag.
@@ -123,8 +130,9 @@ function scalarProducts(
 /**
  * Emits the carry chain of poly1305-donna-32 from the products d into h:
  * d0 -> d1 -> ... -> d4 -> h0 (times 5) -> h1. For d_k < 2^59 it leaves
- * h0, h2, h3, h4 < 2^26 and h1 < 2^26 + 2^9, the bounds the next block and
- * the final reduction assume.
+ * h0, h2, h3, h4 < 2^26 and h1 < 2^26 + 2^10 (h0 before its last carry is
+ * below 2^26 + 5 (2^33 + 1)), the bounds the next block and the final
+ * reduction assume.
  */
 function scalarCarry(
   emit: (...parts: number[][]) => void,
@@ -228,7 +236,6 @@ const i64x2Extract = (lane: number) => [...simd(0x1d), lane];
 const i64x2Replace = (lane: number) => [...simd(0x1e), lane];
 const V128_AND = simd(0x4e);
 const V128_OR = simd(0x50);
-const I32X4_ADD = simd(0xae);
 const I64X2_SHL = simd(0xcb);
 const I64X2_SHR_U = simd(0xcd);
 const I64X2_ADD = simd(0xce);
@@ -275,12 +282,13 @@ const HIGH64 = LOW64.map((i) => i + 8);
  * - r^2 is computed with the scalar multiply and carry: limbs < 2^26 + 2^9;
  *   r from the clamp: limbs < 2^26. So every multiplier is < 2^26 + 2^9 and
  *   every 5x multiplier < 5 (2^26 + 2^9) < 2^28.33.
- * - h limbs after the carry below are < 2^26 + 2^9 (shown there); message
+ * - h limbs entering a step are < 2^26 + 2^10: the scalar carry's bound for
+ *   the incoming h, and the vector carry below gives < 2^26 + 2^9. Message
  *   limbs are < 2^26 (limb 4: 24 bits plus the 2^24 bit, < 2^25). So
  *   h + m < 2^27 fits a 32-bit lane unsigned, and each 32x32 product is
  *   < 2^27 * 2^28.33 = 2^55.33.
  * - A sum of five products d_k < 5 * 2^55.33 < 2^57.66; the final A + B
- *   < 2^58.66 < 2^64.
+ *   < 2^58.66 < 2^59, within the scalar carry's domain.
  *
  * The vector carry runs two chains at once (d0 -> d1 -> d2 -> d3 and
  * d3 -> d4 -> d0 -> d1, as poly1305-donna's SSE2 code does), so it is
@@ -293,11 +301,14 @@ const HIGH64 = LOW64.map((i) => i + 8);
  * 4. d3 < 2^26, d4 += d3 >> 26 (< 2^5.7 + 1): d4 < 2^26 + 2^6.
  * All limbs end below 2^26 + 2^9, as assumed above.
  *
- * Layout: a limb of both lanes as i64x2 [A B] between steps; before the
- * multiply, limbs are packed in pairs as i32x4 [A_0 B_0 A_1 B_1] (limbs 0,1;
- * 2,3; 4,4) so that `i64x2.extmul_low_i32x4_u` reads the first limb of the
- * pair and `extmul_high` the second, against multipliers laid out as
- * [x_A x_B x_A x_B]. No branch or address depends on the data.
+ * Layout: a limb of both lanes as i64x2 [A B], where the message limbs are
+ * added; before the multiply, h + m is packed in pairs of limbs as i32x4
+ * [A_0 B_0 A_1 B_1] (limbs 0,1; 2,3; 4,4) so that
+ * `i64x2.extmul_low_i32x4_u` reads the first limb of the pair and
+ * `extmul_high` the second, against multipliers laid out as
+ * [x_A x_B x_A x_B]. Each extmul is an unpack of each operand and one
+ * `pmuludq` on x86; the unpacks are the bound on throughput, so shuffles
+ * elsewhere are kept few. No branch or address depends on the data.
  */
 function blocks2Body(): number[] {
   // Params: 0 p, 1 len (then: the address of the last pair).
@@ -315,7 +326,7 @@ function blocks2Body(): number[] {
   const D = (i: number) => 41 + i; // products, i64x2 per limb
   const MA = 46, MB = 47, T0 = 48, T1 = 49;
   const P = (i: number) => 50 + i; // packed h + m: limbs 01, 23, 4
-  const C = 53, MASK32 = 54, MASK64 = 55, HIBIT32 = 56;
+  const C = 53, MASK64 = 54, HIBIT64 = 55;
   const { code, emit } = codeBuffer();
 
   // r, 5r and the incoming h from memory; u = r^2 (scalar, fully carried).
@@ -337,10 +348,9 @@ function blocks2Body(): number[] {
   for (let i = 0; i < 5; i++) {
     emit(get(H(i)), get(t(i)), i64x2Replace(0), set(H(i)));
   }
-  emit(v128Const(i32x4Bytes([MASK26, MASK26, MASK26, MASK26])), set(MASK32));
   emit(v128Const(i32x4Bytes([MASK26, 0, MASK26, 0])), set(MASK64));
   const hibit = 1 << 24;
-  emit(v128Const(i32x4Bytes([hibit, hibit, hibit, hibit])), set(HIBIT32));
+  emit(v128Const(i32x4Bytes([hibit, 0, hibit, 0])), set(HIBIT64));
   // len = address of the last pair.
   emit(get(0), get(1), I32_ADD, i32c(32), I32_SUB, set(1));
 
@@ -349,17 +359,25 @@ function blocks2Body(): number[] {
     emit(get(0), v128Load(0), set(MA), get(0), v128Load(16), set(MB));
     emit(get(MA), get(MB), shuffle(LOW64), set(T0));
     emit(get(MA), get(MB), shuffle(HIGH64), set(T1));
-    // Message limbs of both blocks (bits 26i .. 26i+25), packed in pairs.
-    emit(get(T0), get(T0), i32c(26), I64X2_SHR_U, shuffle(PACK));
-    emit(get(MASK32), V128_AND);
-    emit(get(H(0)), get(H(1)), shuffle(PACK), I32X4_ADD, set(P(0)));
-    emit(get(T0), i32c(52), I64X2_SHR_U, get(T1), i32c(12), I64X2_SHL);
-    emit(V128_OR, get(T1), i32c(14), I64X2_SHR_U, shuffle(PACK));
-    emit(get(MASK32), V128_AND);
-    emit(get(H(2)), get(H(3)), shuffle(PACK), I32X4_ADD, set(P(1)));
-    emit(get(T1), i32c(40), I64X2_SHR_U, get(T1), i32c(40), I64X2_SHR_U);
-    emit(shuffle(PACK), get(HIBIT32), V128_OR);
-    emit(get(H(4)), get(H(4)), shuffle(PACK), I32X4_ADD, set(P(2)));
+    // h_i += message limb i of both blocks (bits 26i .. 26i+25), in i64
+    // lanes (adding before packing saves shuffles, the scarcest unit here).
+    const absorb = (i: number, ...limb: number[][]) => {
+      emit(get(H(i)), ...limb, I64X2_ADD, set(H(i)));
+    };
+    absorb(0, get(T0), get(MASK64), V128_AND);
+    absorb(1, get(T0), i32c(26), I64X2_SHR_U, get(MASK64), V128_AND);
+    absorb(
+      2,
+      [...get(T0), ...i32c(52), ...I64X2_SHR_U],
+      [...get(T1), ...i32c(12), ...I64X2_SHL, ...V128_OR],
+      [...get(MASK64), ...V128_AND],
+    );
+    absorb(3, get(T1), i32c(14), I64X2_SHR_U, get(MASK64), V128_AND);
+    absorb(4, get(T1), i32c(40), I64X2_SHR_U, get(HIBIT64), V128_OR);
+    // Packed in pairs as i32x4 (each h + m < 2^27: the low 32 bits are all).
+    emit(get(H(0)), get(H(1)), shuffle(PACK), set(P(0)));
+    emit(get(H(2)), get(H(3)), shuffle(PACK), set(P(1)));
+    emit(get(H(4)), get(H(4)), shuffle(PACK), set(P(2)));
     // D_k = sum over i of h_i * (R_{k-i} or S_{k-i+5}); h_i is the low
     // (even i) or high (odd i) half of P(i >> 1).
     for (let k = 0; k < 5; k++) {
@@ -413,7 +431,7 @@ function blocks2Body(): number[] {
   scalarCarry(emit, d, t, c);
   for (let i = 0; i < 5; i++) emit(i32c(0), get(t(i)), store64(H_OFF + 8 * i));
   emit(END);
-  return [...vec([[25, I64], [30, V128]]), ...code];
+  return [...vec([[25, I64], [29, V128]]), ...code];
 }
 
 /** The module: `blocks`, and `blocks2` when `withSimd`. */
