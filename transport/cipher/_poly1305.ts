@@ -470,20 +470,20 @@ interface Poly1305Exports {
 
 /** The instance and views of its memory (which never grows, so they stay
  * valid). */
-interface Poly1305Wasm {
+interface Poly1305Module {
   blocks(p: number, len: number, hibit: number): void;
   blocks2: (p: number, len: number) => void;
   mem: Uint8Array;
   m32: Uint32Array;
 }
 
-let instance: Poly1305Wasm | null = null;
+let instance: Poly1305Module | null = null;
 /** Whether this engine runs the SIMD module; decided on first use. */
 let simdAvailable = false;
 /** Whether to use the SIMD block loop (tests turn it off). */
 let simdEnabled = true;
 
-function wasm(): Poly1305Wasm {
+function wasm(): Poly1305Module {
   if (instance === null) {
     const simdBytes = moduleBytes(true);
     simdAvailable = WebAssembly.validate(simdBytes);
