@@ -411,8 +411,8 @@ Deno.test("ChaCha20 block and Poly1305 known answers (RFC 8439 sections 2.3.2 an
   );
 });
 
-/** Runs `fn` with the SIMD block loop on (asserting the engine has it) and
- * then with the scalar loop only; SIMD is back on afterwards. */
+/** Runs `fn` with the SIMD module (asserting the engine has it), then with
+ * the scalar-only module engines without SIMD get; SIMD is back afterwards. */
 function bothPolyPaths(fn: (path: string) => void): void {
   try {
     assert.equal(setPoly1305Simd(true), true, "WebAssembly SIMD available");

@@ -468,54 +468,61 @@ interface Poly1305Exports {
   memory: WebAssembly.Memory;
 }
 
-/** The instance and views of its memory (which never grows, so they stay
- * valid). */
+/** An instance and views of its memory (which never grows, so they stay
+ * valid); `blocks2` is null in the scalar-only module. */
 interface Poly1305Module {
   blocks(p: number, len: number, hibit: number): void;
-  blocks2: (p: number, len: number) => void;
+  blocks2: ((p: number, len: number) => void) | null;
   mem: Uint8Array;
   m32: Uint32Array;
 }
 
-let instance: Poly1305Module | null = null;
-/** Whether this engine runs the SIMD module; decided on first use. */
-let simdAvailable = false;
-/** Whether to use the SIMD block loop (tests turn it off). */
-let simdEnabled = true;
+function instantiate(bytes: Uint8Array<ArrayBuffer>): Poly1305Module {
+  const e = new WebAssembly.Instance(new WebAssembly.Module(bytes))
+    .exports as unknown as Poly1305Exports;
+  return {
+    blocks: e.blocks,
+    blocks2: e.blocks2 ?? null,
+    mem: new Uint8Array(e.memory.buffer),
+    m32: new Uint32Array(e.memory.buffer, 0, MSG_OFF / 4),
+  };
+}
+
+/** The SIMD module; null when the engine does not validate it (undefined
+ * until first asked). */
+let simdInstance: Poly1305Module | null | undefined;
+let scalarInstance: Poly1305Module | null = null;
+/** The module in use: SIMD when available unless a test asked otherwise. */
+let current: Poly1305Module | null = null;
+
+function simdModule(): Poly1305Module | null {
+  if (simdInstance === undefined) {
+    const bytes = moduleBytes(true);
+    simdInstance = WebAssembly.validate(bytes) ? instantiate(bytes) : null;
+  }
+  return simdInstance;
+}
+
+function scalarModule(): Poly1305Module {
+  return scalarInstance ??= instantiate(moduleBytes(false));
+}
 
 function wasm(): Poly1305Module {
-  if (instance === null) {
-    const simdBytes = moduleBytes(true);
-    simdAvailable = WebAssembly.validate(simdBytes);
-    const mod = new WebAssembly.Module(
-      simdAvailable ? simdBytes : moduleBytes(false),
-    );
-    const e = new WebAssembly.Instance(mod)
-      .exports as unknown as Poly1305Exports;
-    instance = {
-      blocks: e.blocks,
-      blocks2: e.blocks2 ?? (() => {
-        throw new Error("Poly1305: no WebAssembly SIMD");
-      }),
-      mem: new Uint8Array(e.memory.buffer),
-      m32: new Uint32Array(e.memory.buffer, 0, MSG_OFF / 4),
-    };
-  }
-  return instance;
+  return current ??= simdModule() ?? scalarModule();
 }
 
 /**
- * Turns the WebAssembly SIMD block loop on or off (for tests that compare
- * it with the scalar loop) and returns whether SIMD is now in use: false
- * when the engine does not validate the SIMD module.
+ * Switches between the WebAssembly SIMD module and the scalar-only one (the
+ * fallback for engines without SIMD), for tests and benchmarks that compare
+ * them, and returns whether SIMD is now in use: false when the engine does
+ * not validate the SIMD module.
  *
  * @param enabled Whether to use SIMD when the engine has it.
  * @returns Whether the SIMD block loop will be used.
  */
 export function setPoly1305Simd(enabled: boolean): boolean {
-  wasm();
-  simdEnabled = enabled;
-  return simdEnabled && simdAvailable;
+  current = (enabled ? simdModule() : null) ?? scalarModule();
+  return current.blocks2 !== null;
 }
 
 const HIBIT = 1 << 24;
@@ -557,12 +564,12 @@ export function poly1305Wasm(
   m32.fill(0, 10, 20); // h = 0
   const n = msg.length;
   const full = n & ~15;
-  const simd = simdEnabled && simdAvailable && full >= SIMD_MIN;
+  const blocks2 = full >= SIMD_MIN ? w.blocks2 : null;
   for (let off = 0; off < full; off += MSG_MAX) {
     const len = Math.min(MSG_MAX, full - off);
     mem.set(len === n ? msg : msg.subarray(off, off + len), MSG_OFF);
-    const pairs = simd ? len & ~31 : 0;
-    if (pairs !== 0) w.blocks2(MSG_OFF, pairs);
+    const pairs = blocks2 === null ? 0 : len & ~31;
+    if (blocks2 !== null && pairs !== 0) blocks2(MSG_OFF, pairs);
     if (pairs !== len) w.blocks(MSG_OFF + pairs, len - pairs, HIBIT);
   }
   if (full < n) {
