@@ -11,7 +11,7 @@
  * {@linkcode blocks2Body}.
  *
  * Two block loops: `blocks2`, WebAssembly SIMD, two blocks per step in two
- * lanes (2-way Horner with r^2, about 2.7 GB/s here at 32 KiB), used for
+ * lanes (2-way Horner with r^2, about 2.6 GB/s here at 32 KiB), used for
  * inputs of 64 bytes or more when the engine validates SIMD; and `blocks`,
  * scalar i64 (about 1.5 GB/s), for an odd last block, short inputs and
  * engines without SIMD. Both give the same h (proof in blocks2Body).
@@ -21,7 +21,7 @@
  * zeros, no 2^128 bit) and the final reduction and `+ s` are done in JS here,
  * the last one branch-free so time does not depend on the tag.
  *
- * One module instance is shared: {@linkcode poly1305Wasm} is synchronous and
+ * The instance in use is shared: {@linkcode poly1305Wasm} is synchronous and
  * never re-entered, so its scratch memory needs no locking.
  *
  * @module
