@@ -14,7 +14,7 @@
  * 16-byte IV is ChaCha state words 12..15 in little-endian order (OpenSSL's
  * layout): for OpenSSH's construction that is the 64-bit counter little-endian
  * followed by the sequence number big-endian. Poly1305 is our WebAssembly
- * one (./_poly1305.ts, about 1450 MB/s at 32 KiB against 270 MB/s for
+ * one (./_poly1305.ts, 2-lane SIMD, about 2.6 GB/s at 32 KiB against 270 MB/s for
  * @noble/ciphers' pure JS; node:crypto and Web Crypto expose no bare
  * Poly1305).
  *
