@@ -43,28 +43,33 @@ const systemRandom: RandomBytes = (n) => randomFillSync(new Uint8Array(n));
 
 // ----- arithmetic (branch-free on the values) -----
 
-// The freezes subtract the nearest multiple of the modulus. For an integer
-// |x| < 2^31 and an odd modulus, x/m is never exactly halfway between two
-// integers, so Math.round (a float operation, no data-dependent branch)
-// gives the centred representative; it is several times faster than `%`
-// plus a sign fix-up in V8.
+// The freezes subtract the nearest multiple of the modulus m, found as
+// Math.round(x * (1/m)) in double precision (float operations, no
+// data-dependent branch; a multiplication rather than a division, and
+// several times faster than `%` plus a sign fix-up in V8). Exactness, for an
+// integer |x| < 2^31 and an odd m: 2x - (2n+1)m is odd, so x/m is at least
+// 1/(2m) away from every half-integer n + 1/2, while x * fl(1/m) is within
+// |x/m| * 2^-52 < 2^-30 of x/m. Rounding therefore picks the same integer as
+// exact arithmetic, and the result is the centred representative.
+const INV3 = 1 / 3;
+const INVQ = 1 / Q;
 
 /** x mod 3 in {-1,0,1}; x an integer with |x| < 2^31. */
 function f3Freeze(x: number): number {
-  return x - 3 * Math.round(x / 3);
+  return x - 3 * Math.round(x * INV3);
 }
 
 /** x mod q in [-q12, q12]; x an integer with |x| < 2^31. */
 function fqFreeze(x: number): number {
-  return x - Q * Math.round(x / Q);
+  return x - Q * Math.round(x * INVQ);
 }
 
-/** a^(q-2) mod q: the inverse of a nonzero a in F_q. */
+/** a^(q-2) mod q: the inverse of a nonzero a in F_q (0 for a = 0). */
 function fqRecip(a: number): number {
   let r = 1;
   let base = fqFreeze(a);
   for (let e = Q - 2; e > 0; e >>= 1) {
-    if (e & 1) r = fqFreeze(r * base);
+    if (e & 1) r = fqFreeze(r * base); // e is public (q - 2)
     base = fqFreeze(base * base);
   }
   return r;
@@ -104,85 +109,211 @@ function multSmall(
   return h;
 }
 
+// ----- reciprocals (specification section 3.4, "reciprocal") -----
+//
+// Both are the Bernstein-Yang constant-time divstep loop: f starts as
+// x^p - x - 1 reversed (coefficients 0..p), g as the input reversed, v = 0,
+// r = the scale wanted (1, or 1/3 mod q); 2p-1 steps, each
+//   v <- x*v; (when delta > 0 and g0 != 0) swap f,g and v,r, delta <- -delta;
+//   delta <- delta + 1; g <- (g - (g0/f0) f)/x; r <- r - (g0/f0) v.
+// At the end delta = 0 exactly when the input is invertible, f = f0 is a
+// constant and v/f0 reversed is the reciprocal. The specification (and the
+// reference code) eliminates with the division-free f0*g - g0*f instead;
+// that multiplies g and r by the same nonzero f0, so the pair relations the
+// algorithm relies on (g ~ r*input, f ~ v*input) are unchanged, and the
+// reciprocal, being unique, is the same polynomial bit for bit.
+//
+// Active lengths (they depend on the loop counter only, so the shape of the
+// work stays independent of secrets):
+// - before step k, v and r are zero outside positions 0..k-1 (v gains one
+//   position per step, r is a combination of v and r), so step k touches
+//   positions 0..min(k, p) of v and r;
+// - coefficient i of f or g after a step depends only on coefficients
+//   <= i+1 before it, and the result needs only f0 and g0 of each later
+//   step and f0 at the end; with R = 2p-1-k steps left, only positions
+//   0..R matter, so step k computes positions 0..min(p, R) - 1 of the new g
+//   and 1..min(p, R) of f. Positions above are left stale and never read.
+
+/** Words of 32 coefficients holding positions 0..p (p + 1 = 762 -> 24). */
+const WORDS = (P + 32) >> 5;
+/** Valid bits of the top word: positions 32*(WORDS-1) .. p. */
+const TOP_MASK = (1 << (P + 1 - 32 * (WORDS - 1))) - 1;
+
 /**
- * One constant-shape divstep loop shared by both inversions (specification
- * section 3.4, "reciprocal"; Bernstein-Yang): f starts as x^p - x - 1
- * reversed, g as the input reversed; 2p-1 steps, each a conditional
- * (masked) swap, an elimination of g's constant term, and a shift of g
- * down and of v up. Over F_3 (f0, g0 in {-1,0,1}) the elimination is
- * g - g0*f0*f; over F_q it is the division-free f0*g - g0*f. Returns
- * (f0, v, delta); the input is invertible exactly when delta ends at 0.
+ * 1/in in R/3; null if `in` is not invertible mod 3. Bit-sliced: bit j of
+ * word i of the N plane says whether coefficient 32i+j is nonzero, the same
+ * bit of the S plane whether it is -1 (S is meaningless where N is 0). A
+ * divstep is then a few dozen word operations instead of ~4p scalar ones.
  */
-function divsteps(
-  input: Int8Array,
-  r0: number,
-  mod3: boolean,
-): { f0: number; v: Int32Array; delta: number } {
-  // One function with a public flag rather than a callback: V8 inlines the
-  // freezes only when the call site stays monomorphic.
-  const eliminate = mod3
-    ? (a: number, b: number, f0: number, g0: number) =>
-      f3Freeze(a - g0 * f0 * b)
-    : (a: number, b: number, f0: number, g0: number) =>
-      fqFreeze(f0 * a - g0 * b);
-  const f = new Int32Array(P + 1);
-  const g = new Int32Array(P + 1);
-  const v = new Int32Array(P + 1);
-  const r = new Int32Array(P + 1);
-  r[0] = r0;
+export function r3Recip(input: Int8Array): Int8Array | null {
+  const fN = new Int32Array(WORDS);
+  const fS = new Int32Array(WORDS);
+  const gN = new Int32Array(WORDS);
+  const gS = new Int32Array(WORDS);
+  const vN = new Int32Array(WORDS);
+  const vS = new Int32Array(WORDS);
+  const rN = new Int32Array(WORDS);
+  const rS = new Int32Array(WORDS);
+  // f = 1 - x^(p-1) - x^p (x^p - x - 1 reversed), r = 1.
+  fN[0] = 1;
+  for (const j of [P - 1, P]) {
+    fN[j >> 5] |= 1 << (j & 31);
+    fS[j >> 5] |= 1 << (j & 31);
+  }
+  rN[0] = 1;
+  for (let i = 0; i < P; i++) {
+    const c = input[i]; // -1, 0 or 1: bit 0 = nonzero, bit 1 = negative
+    const j = P - 1 - i;
+    gN[j >> 5] |= (c & 1) << (j & 31);
+    gS[j >> 5] |= ((c >> 1) & 1) << (j & 31);
+  }
+  let delta = 1;
+  for (let loop = 0; loop < 2 * P - 1; loop++) {
+    // v <- x*v, dropping position p + 1 (v keeps positions 0..p).
+    for (let i = WORDS - 1; i > 0; i--) {
+      vN[i] = (vN[i] << 1) | (vN[i - 1] >>> 31);
+      vS[i] = (vS[i] << 1) | (vS[i - 1] >>> 31);
+    }
+    vN[0] <<= 1;
+    vS[0] <<= 1;
+    vN[WORDS - 1] &= TOP_MASK;
+    vS[WORDS - 1] &= TOP_MASK;
+    const swap = negativeMask(0 - delta) & ((gN[0] << 31) >> 31);
+    delta ^= swap & (delta ^ (0 - delta));
+    delta += 1;
+    for (let i = 0; i < WORDS; i++) {
+      let t = swap & (fN[i] ^ gN[i]);
+      fN[i] ^= t;
+      gN[i] ^= t;
+      t = swap & (fS[i] ^ gS[i]);
+      fS[i] ^= t;
+      gS[i] ^= t;
+      t = swap & (vN[i] ^ rN[i]);
+      vN[i] ^= t;
+      rN[i] ^= t;
+      t = swap & (vS[i] ^ rS[i]);
+      vS[i] ^= t;
+      rS[i] ^= t;
+    }
+    // d = -g0*f0 (over F_3, 1/f0 = f0), as all-ones/all-zero word masks:
+    // dN nonzero (f0 is never 0, so iff g0 != 0), dS negative (signs equal).
+    const dN = (gN[0] << 31) >> 31;
+    const dS = ~((fS[0] ^ gS[0]) << 31) >> 31;
+    // g <- (g + d*f)/x and r <- r + d*v. Adding a and b in F_3, per bit:
+    // if exactly one is nonzero the sum is that one; if both are and their
+    // signs agree the sum is -a (1+1 = -1); otherwise 0. So
+    //   N = (aN ^ bN) | (aN & bN & ~(aS ^ bS)),
+    //   S = aN ? aS ^ bN : bS  (bN = 1 there gives -a; S is free where N = 0).
+    // g's new position 0 is zero (eliminated) and is shifted out.
+    let lowN = 0;
+    let lowS = 0;
+    for (let i = 0; i < WORDS; i++) {
+      const aN = gN[i];
+      const aS = gS[i];
+      const bN = fN[i] & dN;
+      const bS = fS[i] ^ dS;
+      const nN = (aN ^ bN) | (aN & bN & ~(aS ^ bS));
+      const nS = bS ^ (aN & (aS ^ bN ^ bS));
+      if (i > 0) {
+        gN[i - 1] = lowN | (nN << 31);
+        gS[i - 1] = lowS | (nS << 31);
+      }
+      lowN = nN >>> 1;
+      lowS = nS >>> 1;
+    }
+    gN[WORDS - 1] = lowN;
+    gS[WORDS - 1] = lowS;
+    for (let i = 0; i < WORDS; i++) {
+      const aN = rN[i];
+      const aS = rS[i];
+      const bN = vN[i] & dN;
+      const bS = vS[i] ^ dS;
+      rN[i] = (aN ^ bN) | (aN & bN & ~(aS ^ bS));
+      rS[i] = bS ^ (aN & (aS ^ bN ^ bS));
+    }
+  }
+  // 1/in = v/f0 reversed; f0 is 1 or -1, so dividing flips signs or not.
+  const flip = (fS[0] << 31) >> 31;
+  const out = new Int8Array(P);
+  for (let i = 0; i < P; i++) {
+    const j = P - 1 - i;
+    const n = (vN[j >> 5] >>> (j & 31)) & 1;
+    const s = ((vS[j >> 5] ^ flip) >>> (j & 31)) & 1;
+    out[i] = n - 2 * (n & s);
+  }
+  return nonzeroMask(delta) === 0 ? out : null;
+}
+
+/**
+ * 1/(3*in) in R/q; exists for every short `in` (x^p-x-1 is irreducible mod
+ * q).
+ *
+ * Representation, chosen for V8's optimising compiler: coefficients are
+ * integers held in Float64Arrays and kept in (-q, q) (not centred) between
+ * steps, reduced by truncation, x - q*trunc(x/q), a handful of float
+ * instructions with no int/float conversions. The masked swap is the
+ * arithmetic blend a + s*(b - a) with s in {0, 1}. All values are exact
+ * integers far below 2^53: |g - c*f| < q + q12*q < 2^24. Only g0, which
+ * decides the swap, and the scalars are frozen to the centred range. Float
+ * multiplication and rounding take the same time for every such operand
+ * (no subnormals occur), which is as close to constant time as JS gets.
+ */
+export function rqRecip3(input: Int8Array): Int32Array | null {
+  const f = new Float64Array(P + 1);
+  const g = new Float64Array(P + 1);
+  const v = new Float64Array(P + 1);
+  const r = new Float64Array(P + 1);
+  r[0] = fqRecip(3);
   f[0] = 1;
   f[P - 1] = f[P] = -1;
   for (let i = 0; i < P; i++) g[P - 1 - i] = input[i];
   let delta = 1;
   for (let loop = 0; loop < 2 * P - 1; loop++) {
-    v.copyWithin(1, 0, P);
-    v[0] = 0;
-    const swap = negativeMask(-delta) & nonzeroMask(g[0]);
-    delta ^= swap & (delta ^ -delta);
+    const g0 = fqFreeze(g[0]);
+    const mask = negativeMask(0 - delta) & nonzeroMask(g0);
+    const s = mask & 1;
+    delta ^= mask & (delta ^ (0 - delta));
     delta += 1;
-    const t0 = swap & (f[0] ^ g[0]);
-    const f0 = f[0] ^ t0;
-    const g0 = g[0] ^ t0;
-    f[0] = f0;
-    {
-      const t = swap & (v[0] ^ r[0]);
-      const nv = v[0] ^ t;
-      v[0] = nv;
-      r[0] = eliminate(r[0] ^ t, nv, f0, g0);
+    // f0 <- g0 on a swap; c = g0/f0 of the swapped pair (f0 is never 0: it
+    // starts at 1 and only ever takes a nonzero g0).
+    const f0 = fqFreeze(f[0]);
+    const d0 = s * (g0 - f0);
+    f[0] = f0 + d0;
+    const c = fqFreeze((g0 - d0) * fqRecip(f0 + d0));
+    // v <- x*v fused with the swap and r <- r - c*v, top down so that v[i-1]
+    // is read before it is overwritten.
+    const vTop = loop < P ? loop : P;
+    for (let i = vTop; i > 0; i--) {
+      const vi = v[i - 1];
+      const ri = r[i];
+      const d = s * (ri - vi);
+      const nv = vi + d;
+      v[i] = nv;
+      const x = ri - d - c * nv;
+      r[i] = x - Q * Math.trunc(x * INVQ);
     }
-    // Fused: masked swap, elimination, and g's shift by one position
-    // (the eliminated constant term of g is zero and is dropped).
-    for (let i = 1; i <= P; i++) {
+    {
+      const ri = r[0];
+      const nv = s * ri; // the shifted-in v[0] is 0
+      v[0] = nv;
+      const x = ri - nv - c * nv;
+      r[0] = x - Q * Math.trunc(x * INVQ);
+    }
+    // Masked swap and g <- (g - c*f)/x over the positions that still matter.
+    const left = 2 * P - 1 - loop;
+    const fTop = left < P ? left : P;
+    for (let i = 1; i <= fTop; i++) {
       const fi = f[i];
       const gi = g[i];
-      const t = swap & (fi ^ gi);
-      const nf = fi ^ t;
+      const d = s * (gi - fi);
+      const nf = fi + d;
       f[i] = nf;
-      g[i - 1] = eliminate(gi ^ t, nf, f0, g0);
-      const vi = v[i];
-      const ri = r[i];
-      const u = swap & (vi ^ ri);
-      const nv = vi ^ u;
-      v[i] = nv;
-      r[i] = eliminate(ri ^ u, nv, f0, g0);
+      const x = gi - d - c * nf;
+      g[i - 1] = x - Q * Math.trunc(x * INVQ);
     }
-    g[P] = 0;
+    g[fTop] = 0;
   }
-  return { f0: f[0], v, delta };
-}
-
-/** 1/in in R/3; null if `in` is not invertible mod 3. */
-function r3Recip(input: Int8Array): Int8Array | null {
-  const { f0, v, delta } = divsteps(input, 1, true);
-  const out = new Int8Array(P);
-  for (let i = 0; i < P; i++) out[i] = f0 * v[P - 1 - i];
-  return nonzeroMask(delta) === 0 ? out : null;
-}
-
-/** 1/(3*in) in R/q; exists for every short `in` (x^p-x-1 is irreducible mod q). */
-function rqRecip3(input: Int8Array): Int32Array | null {
-  const { f0, v, delta } = divsteps(input, fqRecip(3), false);
-  const scale = fqRecip(f0);
+  const scale = fqRecip(f[0]);
   const out = new Int32Array(P);
   for (let i = 0; i < P; i++) out[i] = fqFreeze(scale * v[P - 1 - i]);
   return nonzeroMask(delta) === 0 ? out : null;
