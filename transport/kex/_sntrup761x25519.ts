@@ -18,6 +18,22 @@
 import { createHash, randomFillSync } from "node:crypto";
 import type { KexMethod } from "./types.ts";
 import { hybridKemMethod, type Kem } from "./_mlkem768x25519.ts";
+import {
+  MUL_F,
+  MUL_FG,
+  MUL_G,
+  R3_F,
+  R3_G,
+  R3_PLANE_INT32,
+  R3_R,
+  R3_V,
+  RQ_END,
+  RQ_F,
+  RQ_G,
+  RQ_R,
+  RQ_V,
+  sntrupKernels,
+} from "./_sntrup761_wasm.ts";
 
 const P = 761;
 const Q = 4591;
@@ -86,19 +102,25 @@ function negativeMask(x: number): number {
 }
 
 /**
- * Product of f (any coefficients) and small g in Z[x]/(x^p - x - 1), with
- * `freeze` applied at the end. Sums stay below 2^31: 761 * 2295 * 1.
+ * Product of f (any coefficients, |f_i| <= q12) and small g in
+ * Z[x]/(x^p - x - 1), with `freeze` applied at the end. The product in Z[x]
+ * is the `mul` kernel of `./_sntrup761_wasm.ts`; its sums stay below
+ * 761 * 2295 < 2^21, and the folding below at most triples that.
  */
 function multSmall(
   f: Int32Array | Int8Array,
   g: Int8Array,
   freeze: (x: number) => number,
 ): Int32Array {
-  const fg = new Int32Array(2 * P - 1);
-  for (let i = 0; i < P; i++) {
-    const fi = f[i];
-    for (let j = 0; j < P; j++) fg[i + j] += fi * g[j];
-  }
+  const k = sntrupKernels();
+  const buf = k.memory.buffer;
+  const mf = new Int32Array(buf, MUL_F, P);
+  const mg = new Int32Array(buf, MUL_G, P + 3);
+  const fg = new Int32Array(buf, MUL_FG, 2 * P + 3);
+  mf.set(f);
+  mg.set(g);
+  fg.fill(0);
+  k.mul();
   // x^p = x + 1: fold each high coefficient into positions i-p and i-p+1.
   for (let i = 2 * P - 2; i >= P; i--) {
     fg[i - P] += fg[i];
@@ -106,6 +128,9 @@ function multSmall(
   }
   const h = new Int32Array(P);
   for (let i = 0; i < P; i++) h[i] = freeze(fg[i]);
+  mf.fill(0);
+  mg.fill(0);
+  fg.fill(0);
   return h;
 }
 
@@ -115,16 +140,18 @@ function multSmall(
 // x^p - x - 1 reversed (coefficients 0..p), g as the input reversed, v = 0,
 // r = the scale wanted (1, or 1/3 mod q); 2p-1 steps, each
 //   v <- x*v; (when delta > 0 and g0 != 0) swap f,g and v,r, delta <- -delta;
-//   delta <- delta + 1; g <- (g - (g0/f0) f)/x; r <- r - (g0/f0) v.
+//   delta <- delta + 1; g <- (f0*g - g0*f)/x; r <- f0*r - g0*v.
 // At the end delta = 0 exactly when the input is invertible, f = f0 is a
-// constant and v/f0 reversed is the reciprocal. The specification (and the
-// reference code) eliminates with the division-free f0*g - g0*f instead;
-// that multiplies g and r by the same nonzero f0, so the pair relations the
-// algorithm relies on (g ~ r*input, f ~ v*input) are unchanged, and the
-// reciprocal, being unique, is the same polynomial bit for bit.
+// constant and v/f0 reversed is the reciprocal. Over F_3, 1/f0 = f0 and the
+// elimination is written g + d*f with d = -g0*f0 (the same up to the
+// factor f0, which multiplies g and r alike and so leaves the reciprocal,
+// being unique, unchanged).
 //
-// Active lengths (they depend on the loop counter only, so the shape of the
-// work stays independent of secrets):
+// The loops run in WebAssembly (`./_sntrup761_wasm.ts`, which explains
+// why), in chunks of steps so that V8's optimised code takes over from its
+// baseline code after the first chunks. Active lengths, which depend on
+// the loop counter only, so the shape of the work stays independent of
+// secrets:
 // - before step k, v and r are zero outside positions 0..k-1 (v gains one
 //   position per step, r is a combination of v and r), so step k touches
 //   positions 0..min(k, p) of v and r;
@@ -134,188 +161,75 @@ function multSmall(
 //   0..R matter, so step k computes positions 0..min(p, R) - 1 of the new g
 //   and 1..min(p, R) of f. Positions above are left stale and never read.
 
-/** Words of 32 coefficients holding positions 0..p (p + 1 = 762 -> 24). */
-const WORDS = (P + 32) >> 5;
-/** Valid bits of the top word: positions 32*(WORDS-1) .. p. */
-const TOP_MASK = (1 << (P + 1 - 32 * (WORDS - 1))) - 1;
+/** Steps per kernel call (a public constant; see above). */
+const CHUNK = 64;
 
-/**
- * 1/in in R/3; null if `in` is not invertible mod 3. Bit-sliced: bit j of
- * word i of the N plane says whether coefficient 32i+j is nonzero, the same
- * bit of the S plane whether it is -1 (S is meaningless where N is 0). A
- * divstep is then a few dozen word operations instead of ~4p scalar ones.
- */
-export function r3Recip(input: Int8Array): Int8Array | null {
-  const fN = new Int32Array(WORDS);
-  const fS = new Int32Array(WORDS);
-  const gN = new Int32Array(WORDS);
-  const gS = new Int32Array(WORDS);
-  const vN = new Int32Array(WORDS);
-  const vS = new Int32Array(WORDS);
-  const rN = new Int32Array(WORDS);
-  const rS = new Int32Array(WORDS);
-  // f = 1 - x^(p-1) - x^p (x^p - x - 1 reversed), r = 1.
-  fN[0] = 1;
-  for (const j of [P - 1, P]) {
-    fN[j >> 5] |= 1 << (j & 31);
-    fS[j >> 5] |= 1 << (j & 31);
-  }
-  rN[0] = 1;
-  for (let i = 0; i < P; i++) {
-    const c = input[i]; // -1, 0 or 1: bit 0 = nonzero, bit 1 = negative
-    const j = P - 1 - i;
-    gN[j >> 5] |= (c & 1) << (j & 31);
-    gS[j >> 5] |= ((c >> 1) & 1) << (j & 31);
-  }
+/** Runs all 2p-1 divsteps of `kernel` in chunks; returns the final delta. */
+function divsteps(
+  kernel: (first: number, end: number, d: number) => number,
+): number {
   let delta = 1;
-  for (let loop = 0; loop < 2 * P - 1; loop++) {
-    // v <- x*v, dropping position p + 1 (v keeps positions 0..p).
-    for (let i = WORDS - 1; i > 0; i--) {
-      vN[i] = (vN[i] << 1) | (vN[i - 1] >>> 31);
-      vS[i] = (vS[i] << 1) | (vS[i - 1] >>> 31);
-    }
-    vN[0] <<= 1;
-    vS[0] <<= 1;
-    vN[WORDS - 1] &= TOP_MASK;
-    vS[WORDS - 1] &= TOP_MASK;
-    const swap = negativeMask(0 - delta) & ((gN[0] << 31) >> 31);
-    delta ^= swap & (delta ^ (0 - delta));
-    delta += 1;
-    for (let i = 0; i < WORDS; i++) {
-      let t = swap & (fN[i] ^ gN[i]);
-      fN[i] ^= t;
-      gN[i] ^= t;
-      t = swap & (fS[i] ^ gS[i]);
-      fS[i] ^= t;
-      gS[i] ^= t;
-      t = swap & (vN[i] ^ rN[i]);
-      vN[i] ^= t;
-      rN[i] ^= t;
-      t = swap & (vS[i] ^ rS[i]);
-      vS[i] ^= t;
-      rS[i] ^= t;
-    }
-    // d = -g0*f0 (over F_3, 1/f0 = f0), as all-ones/all-zero word masks:
-    // dN nonzero (f0 is never 0, so iff g0 != 0), dS negative (signs equal).
-    const dN = (gN[0] << 31) >> 31;
-    const dS = ~((fS[0] ^ gS[0]) << 31) >> 31;
-    // g <- (g + d*f)/x and r <- r + d*v. Adding a and b in F_3, per bit:
-    // if exactly one is nonzero the sum is that one; if both are and their
-    // signs agree the sum is -a (1+1 = -1); otherwise 0. So
-    //   N = (aN ^ bN) | (aN & bN & ~(aS ^ bS)),
-    //   S = aN ? aS ^ bN : bS  (bN = 1 there gives -a; S is free where N = 0).
-    // g's new position 0 is zero (eliminated) and is shifted out.
-    let lowN = 0;
-    let lowS = 0;
-    for (let i = 0; i < WORDS; i++) {
-      const aN = gN[i];
-      const aS = gS[i];
-      const bN = fN[i] & dN;
-      const bS = fS[i] ^ dS;
-      const nN = (aN ^ bN) | (aN & bN & ~(aS ^ bS));
-      const nS = bS ^ (aN & (aS ^ bN ^ bS));
-      if (i > 0) {
-        gN[i - 1] = lowN | (nN << 31);
-        gS[i - 1] = lowS | (nS << 31);
-      }
-      lowN = nN >>> 1;
-      lowS = nS >>> 1;
-    }
-    gN[WORDS - 1] = lowN;
-    gS[WORDS - 1] = lowS;
-    for (let i = 0; i < WORDS; i++) {
-      const aN = rN[i];
-      const aS = rS[i];
-      const bN = vN[i] & dN;
-      const bS = vS[i] ^ dS;
-      rN[i] = (aN ^ bN) | (aN & bN & ~(aS ^ bS));
-      rS[i] = bS ^ (aN & (aS ^ bN ^ bS));
-    }
+  for (let first = 0; first < 2 * P - 1; first += CHUNK) {
+    delta = kernel(first, Math.min(first + CHUNK, 2 * P - 1), delta);
   }
+  return delta;
+}
+
+/** 1/in in R/3; null if `in` is not invertible mod 3. */
+export function r3Recip(input: Int8Array): Int8Array | null {
+  const k = sntrupKernels();
+  const region = new Int32Array(k.memory.buffer, R3_F, 8 * R3_PLANE_INT32);
+  region.fill(0);
+  /** Sets coefficient j of the bit-sliced polynomial at `base` to c. */
+  const put = (base: number, j: number, c: number) => {
+    // c & 1 is 1 for c = +-1; (c >> 1) & 1 is 1 for c = -1.
+    region[base + (j >> 5)] |= (c & 1) << (j & 31);
+    region[base + R3_PLANE_INT32 + (j >> 5)] |= ((c >> 1) & 1) << (j & 31);
+  };
+  const [f, g, v, r] = [R3_F, R3_G, R3_V, R3_R].map((o) => (o - R3_F) >> 2);
+  // f = 1 - x^(p-1) - x^p (x^p - x - 1 reversed), r = 1.
+  put(f, 0, 1);
+  put(f, P - 1, -1);
+  put(f, P, -1);
+  put(r, 0, 1);
+  for (let i = 0; i < P; i++) put(g, P - 1 - i, input[i]);
+  const delta = divsteps(k.r3);
   // 1/in = v/f0 reversed; f0 is 1 or -1, so dividing flips signs or not.
-  const flip = (fS[0] << 31) >> 31;
+  const flip = (region[f + R3_PLANE_INT32] << 31) >> 31;
   const out = new Int8Array(P);
   for (let i = 0; i < P; i++) {
     const j = P - 1 - i;
-    const n = (vN[j >> 5] >>> (j & 31)) & 1;
-    const s = ((vS[j >> 5] ^ flip) >>> (j & 31)) & 1;
+    const n = (region[v + (j >> 5)] >>> (j & 31)) & 1;
+    const s = ((region[v + R3_PLANE_INT32 + (j >> 5)] ^ flip) >>> (j & 31)) &
+      1;
     out[i] = n - 2 * (n & s);
   }
+  region.fill(0);
   return nonzeroMask(delta) === 0 ? out : null;
 }
 
 /**
  * 1/(3*in) in R/q; exists for every short `in` (x^p-x-1 is irreducible mod
- * q).
- *
- * Representation, chosen for V8's optimising compiler: coefficients are
- * integers held in Float64Arrays and kept in (-q, q) (not centred) between
- * steps, reduced by truncation, x - q*trunc(x/q), a handful of float
- * instructions with no int/float conversions. The masked swap is the
- * arithmetic blend a + s*(b - a) with s in {0, 1}. All values are exact
- * integers far below 2^53: |g - c*f| < q + q12*q < 2^24. Only g0, which
- * decides the swap, and the scalars are frozen to the centred range. Float
- * multiplication and rounding take the same time for every such operand
- * (no subnormals occur), which is as close to constant time as JS gets.
+ * q). The kernel keeps coefficients as integer-valued doubles in (-q, q).
  */
 export function rqRecip3(input: Int8Array): Int32Array | null {
-  const f = new Float64Array(P + 1);
-  const g = new Float64Array(P + 1);
-  const v = new Float64Array(P + 1);
-  const r = new Float64Array(P + 1);
+  const k = sntrupKernels();
+  const buf = k.memory.buffer;
+  const region = new Float64Array(buf, 0, RQ_END / 8);
+  region.fill(0);
+  const f = new Float64Array(buf, RQ_F, P + 1);
+  const g = new Float64Array(buf, RQ_G, P + 1);
+  const v = new Float64Array(buf, RQ_V, P + 1);
+  const r = new Float64Array(buf, RQ_R, P + 1);
   r[0] = fqRecip(3);
   f[0] = 1;
   f[P - 1] = f[P] = -1;
   for (let i = 0; i < P; i++) g[P - 1 - i] = input[i];
-  let delta = 1;
-  for (let loop = 0; loop < 2 * P - 1; loop++) {
-    const g0 = fqFreeze(g[0]);
-    const mask = negativeMask(0 - delta) & nonzeroMask(g0);
-    const s = mask & 1;
-    delta ^= mask & (delta ^ (0 - delta));
-    delta += 1;
-    // f0 <- g0 on a swap; c = g0/f0 of the swapped pair (f0 is never 0: it
-    // starts at 1 and only ever takes a nonzero g0).
-    const f0 = fqFreeze(f[0]);
-    const d0 = s * (g0 - f0);
-    f[0] = f0 + d0;
-    const c = fqFreeze((g0 - d0) * fqRecip(f0 + d0));
-    // v <- x*v fused with the swap and r <- r - c*v, top down so that v[i-1]
-    // is read before it is overwritten.
-    const vTop = loop < P ? loop : P;
-    for (let i = vTop; i > 0; i--) {
-      const vi = v[i - 1];
-      const ri = r[i];
-      const d = s * (ri - vi);
-      const nv = vi + d;
-      v[i] = nv;
-      const x = ri - d - c * nv;
-      r[i] = x - Q * Math.trunc(x * INVQ);
-    }
-    {
-      const ri = r[0];
-      const nv = s * ri; // the shifted-in v[0] is 0
-      v[0] = nv;
-      const x = ri - nv - c * nv;
-      r[0] = x - Q * Math.trunc(x * INVQ);
-    }
-    // Masked swap and g <- (g - c*f)/x over the positions that still matter.
-    const left = 2 * P - 1 - loop;
-    const fTop = left < P ? left : P;
-    for (let i = 1; i <= fTop; i++) {
-      const fi = f[i];
-      const gi = g[i];
-      const d = s * (gi - fi);
-      const nf = fi + d;
-      f[i] = nf;
-      const x = gi - d - c * nf;
-      g[i - 1] = x - Q * Math.trunc(x * INVQ);
-    }
-    g[fTop] = 0;
-  }
+  const delta = divsteps(k.rq);
   const scale = fqRecip(f[0]);
   const out = new Int32Array(P);
   for (let i = 0; i < P; i++) out[i] = fqFreeze(scale * v[P - 1 - i]);
+  region.fill(0);
   return nonzeroMask(delta) === 0 ? out : null;
 }
 
