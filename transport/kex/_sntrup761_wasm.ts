@@ -100,7 +100,22 @@ function uleb(n: number): number[] {
   return out;
 }
 
-function sleb(n: bigint): number[] {
+/** Signed LEB128 of a 32-bit integer. */
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && !(b & 0x40)) || (n === -1 && (b & 0x40))) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+/** Signed LEB128 of a 64-bit integer (the few i64 constants). */
+function sleb64(n: bigint): number[] {
   const out: number[] = [];
   for (;;) {
     const b = Number(n & 0x7fn);
@@ -113,7 +128,12 @@ function sleb(n: bigint): number[] {
   }
 }
 
-const flat = (code: Code[]): number[] => (code as number[]).flat(Infinity);
+/** The bytes of nested code, in order. */
+function flat(code: Code, out: number[] = []): number[] {
+  if (typeof code === "number") out.push(code);
+  else for (const c of code) flat(c, out);
+  return out;
+}
 const vec = (
   items: Code[],
 ): number[] => [...uleb(items.length), ...flat(items)];
@@ -144,14 +164,13 @@ const f64Load = (off: number): Code => [0x2b, 3, uleb(off)];
 const i64Store = (off: number): Code => [0x37, 3, uleb(off)];
 const f64Store = (off: number): Code => [0x39, 3, uleb(off)];
 // Constants.
-const i32 = (n: number): Code => [0x41, sleb(BigInt(n))];
-const i64 = (n: bigint): Code => [0x42, sleb(n)];
+const i32 = (n: number): Code => [0x41, sleb(n)];
+const i64 = (n: bigint): Code => [0x42, sleb64(n)];
 const f64 = (x: number): Code => [
   0x44,
-  ...new Uint8Array(new Float64Array([x]).buffer),
+  Array.from(new Uint8Array(Float64Array.of(x).buffer)),
 ];
 // Numeric.
-const I32_EQZ = 0x45;
 const I32_NE = 0x47;
 const I32_LT_S = 0x48;
 const I32_GT_S = 0x4a;
@@ -729,7 +748,15 @@ export interface SntrupKernels {
   mul: () => void;
 }
 
-function assemble(): Uint8Array {
+/**
+ * Assembles the module from the kernels above. Runtime code instantiates
+ * {@linkcode KERNELS_BASE64} instead: assembling costs about 2 ms of cold
+ * (interpreted) JS, decoding the stored bytes a few microseconds. A test in
+ * tests/pq_kex_test.ts checks that the two are the same bytes; after a change
+ * to a kernel, regenerate the constant with
+ * `deno eval 'import { assembleKernels as a } from "./transport/kex/_sntrup761_wasm.ts"; console.log(btoa(String.fromCharCode(...a())))'`.
+ */
+export function assembleKernels(): Uint8Array {
   const funcs = [rqKernel(), r3Kernel(), mulKernel()] as [Code[], Code][];
   const body = ([locals, code]: [Code[], Code]) => {
     const bytes = [
@@ -759,14 +786,44 @@ function assemble(): Uint8Array {
   ]);
 }
 
+/** {@linkcode assembleKernels}'s output, base64. */
+export const KERNELS_BASE64: string =
+  "AGFzbQEAAAABCwJgA39/fwF/YAAAAwQDAAABBQMBAAEHGgQGbWVtb3J5AgACcnEAAAJyMwAB" +
+  "A211bAACCrAKA/oDAwN/BHwKe0QAAAAAAO+xQP0UIQ1E9PK1z72MLD/9FCEOA0BBACsD+C8i" +
+  "CSAJRPTytc+9jCw/op5EAAAAAADvsUCioSEIQQArAxAiCSAJRPTytc+9jCw/op5EAAAAAADv" +
+  "sUCioSEHIAJBAEogCEQAAAAAAAAAAGJxIgO3IQZBACADayEDIAIgAyACQQAgAmtzcXNBAWoh" +
+  "AiAGIAggB6GiIQkgByAJoCEHIAggCaEhCEEAIAc5AxAgBv0UIQogB/0UIQsgCP0UIQwgAEH5" +
+  "BSAAQfkFSBtBAXVBBHQhBANAIAT9AADYXyEPIAT9AADIjwEhECAKIBAgD/3xAf3yASERIAQg" +
+  "DyAR/fABIhL9CwDgXyALIBAgEf3xAf3yASAMIBL98gH98QEhEyAEIBMgEyAO/fIB/XogDf3y" +
+  "Af3xAf0LAMiPASAEQRBrIgRBAE4NAAtB8QsgAGtB+QVB8QsgAGtB+QVIG0EDdCEFQQghBANA" +
+  "IAT9AAAQIQ8gBP0AAPgvIRAgCiAQIA/98QH98gEhESAEIA8gEf3wASIS/QsAECALIBAgEf3x" +
+  "Af3yASAMIBL98gH98QEhEyAEIBMgEyAO/fIB/XogDf3yAf3xAf0LAPAvIARBEGoiBCAFTA0A" +
+  "CyAFRAAAAAAAAAAAOQP4LyAAQQFqIgAgAUgNAAsgAgvVBQIBfwh+A0BB2AAhAwNAIAMgAykD" +
+  "wMIBQgGGIAMpA7jCAUI/iIQ3A8DCASADIAMpA6DDAUIBhiADKQOYwwFCP4iENwOgwwEgA0EI" +
+  "ayIDDQALQQBBACkDwMIBQgGGNwPAwgFB2ABB2AApA8DCAUL//////////wODNwPAwgFBAEEA" +
+  "KQOgwwFCAYY3A6DDAUHYAEHYACkDoMMBQv//////////A4M3A6DDAUIAIAJBAEqtQQApA4DB" +
+  "AYNCAYN9IQQgAiAEpyACQQAgAmtzcXNBAWohAkEAIQMDQCADKQPAvwEgAykDgMEBhSAEgyEL" +
+  "IAMgAykDwL8BIAuFNwPAvwEgAyADKQOAwQEgC4U3A4DBASADKQPAwgEgAykDgMQBhSAEgyEL" +
+  "IAMgAykDwMIBIAuFNwPAwgEgAyADKQOAxAEgC4U3A4DEASADQQhqIgNBwAFHDQALQgBBACkD" +
+  "gMEBQgGDfSEFQgBBACkDoMABQQApA+DBAYVCAYVCAYN9IQZBACEDA0AgAykDgMEBIQcgAykD" +
+  "4MEBIQggAykDwL8BIAWDIQkgAykDoMABIAaFIQogAyAHIAmFIAcgCYMgCCAKhUJ/hYOENwOA" +
+  "wQEgAyAKIAcgCCAJhSAKhYOFNwPgwQEgA0EIaiIDQeAARw0AC0EAIQMDQCADIAMpA4DBAUIB" +
+  "iCADKQOIwQFCP4aENwOAwQEgAyADKQPgwQFCAYggAykD6MEBQj+GhDcD4MEBIANBCGoiA0HY" +
+  "AEcNAAsgAyADKQOAwQFCAYg3A4DBASADIAMpA+DBAUIBiDcD4MEBQQAhAwNAIAMpA4DEASEH" +
+  "IAMpA+DEASEIIAMpA8DCASAFgyEJIAMpA6DDASAGhSEKIAMgByAJhSAHIAmDIAggCoVCf4WD" +
+  "hDcDgMQBIAMgCiAHIAggCYUgCoWDhTcD4MQBIANBCGoiA0HgAEcNAAsgAEEBaiIAIAFIDQAL" +
+  "IAILWwICfwF7A0AgACgCwMUB/REhAkEAIQEDQCAAIAFqIAAgAWr9AACg9QEgAiAB/QAAsN0B" +
+  "/bUB/a4B/QsAoPUBIAFBEGoiAUHwF0gNAAsgAEEEaiIAQeQXSA0ACws=";
+
 let kernels: SntrupKernels | undefined;
 
-/** The kernels, assembled and instantiated on first use. */
+/** The kernels, instantiated on first use. */
 export function sntrupKernels(): SntrupKernels {
   if (!kernels) {
-    const instance = new WebAssembly.Instance(
-      new WebAssembly.Module(assemble() as BufferSource),
-    );
+    const text = atob(KERNELS_BASE64);
+    const bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes));
     kernels = instance.exports as unknown as SntrupKernels;
   }
   return kernels;

@@ -96,11 +96,6 @@ function nonzeroMask(x: number): number {
   return (x | -x) >> 31;
 }
 
-/** -1 if x < 0, else 0. */
-function negativeMask(x: number): number {
-  return x >> 31;
-}
-
 /**
  * Product of f (any coefficients, |f_i| <= q12) and small g in
  * Z[x]/(x^p - x - 1), with `freeze` applied at the end. The product in Z[x]
@@ -364,9 +359,19 @@ function hashPrefix(b: number, ...parts: Uint8Array[]): Uint8Array {
   return new Uint8Array(h.digest()).subarray(0, HASH_BYTES);
 }
 
-/** p little-endian 32-bit words, one 4-byte draw each (as the reference's urandom32). */
+/**
+ * p 32-bit words, one 4-byte little-endian draw each (as the reference's
+ * urandom32), so that a deterministic source (the known-answer tests) sees
+ * the reference's sequence of requests. The system source is drawn in one
+ * call: its bytes are independent either way, and 761 separate calls cost
+ * about a millisecond on a cold start.
+ */
 function random32(random: RandomBytes): Uint32Array {
   const out = new Uint32Array(P);
+  if (random === systemRandom) {
+    randomFillSync(out);
+    return out;
+  }
   for (let i = 0; i < P; i++) {
     const c = random(4);
     out[i] = (c[0] | (c[1] << 8) | (c[2] << 16) | (c[3] << 24)) >>> 0;
