@@ -101,31 +101,13 @@ Deno.test("sntrup761: r3Recip inverts in R/3 (checked by multiplication)", () =>
 Deno.test("sntrup761: r3Recip returns null without a reciprocal", () => {
   // x^761 - x - 1 factors over F_3 into degrees 19, 60 and 682 (sympy's
   // factor_list); its degree-19 factor h and every multiple of h are zero
-  // divisors in R/3. Coefficients of h from x^19 down, centred.
-  const hHigh = [
-    1,
-    1,
-    0,
-    -1,
-    1,
-    1,
-    1,
-    1,
-    -1,
-    0,
-    -1,
-    1,
-    -1,
-    1,
-    -1,
-    -1,
-    -1,
-    0,
-    -1,
-    -1,
-  ];
+  // divisors in R/3. Coefficients of h from x^19 down, as +, 0, -.
+  const hHigh = "++0-++++-0-+-+---0--";
   const h = new Int8Array(P);
-  hHigh.forEach((c, i) => (h[19 - i] = c));
+  [...hHigh].forEach((
+    c,
+    i,
+  ) => (h[19 - i] = c === "+" ? 1 : c === "-" ? -1 : 0));
   // Check the claim independently: dividing x^761 - x - 1 by the monic h
   // over F_3 leaves no remainder.
   const rem = new Array<number>(P + 1).fill(0);
