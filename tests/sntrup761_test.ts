@@ -18,6 +18,7 @@ import {
 import {
   assembleKernels,
   KERNELS_BASE64,
+  MEMORY_END,
   sntrupKernels,
 } from "../transport/kex/_sntrup761_wasm.ts";
 
@@ -80,6 +81,9 @@ Deno.test("sntrup761 kernels: the stored module is the assembler's output", () =
     "KERNELS_BASE64 is stale: regenerate it (see assembleKernels)",
   );
   assert.ok(WebAssembly.validate(stored));
+  // All regions fit the module's single 64 KiB page.
+  assert.ok(MEMORY_END <= 65536, `regions end at ${MEMORY_END}`);
+  assert.equal(sntrupKernels().memory.buffer.byteLength, 65536);
 });
 
 Deno.test("sntrup761: r3Recip inverts in R/3 (checked by multiplication)", () => {

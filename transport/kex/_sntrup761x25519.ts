@@ -208,7 +208,7 @@ export function r3Recip(input: Int8Array): Int8Array | null {
 
 /**
  * 1/(3*in) in R/q; exists for every short `in` (x^p-x-1 is irreducible mod
- * q). The kernel keeps coefficients as integer-valued doubles in (-q, q).
+ * q). The kernel keeps coefficients as integer-valued doubles in [-q, q].
  * Exported for tests.
  */
 export function rqRecip3(input: Int8Array): Int32Array | null {
