@@ -4,11 +4,13 @@
  * is covered by tests/pq_kex_test.ts (known answers of the NTRU Prime round 3
  * submission, interop with OpenSSH); here the two reciprocals are checked
  * against plain schoolbook arithmetic written independently below, including
- * inputs that have no reciprocal, and the kernels' memory is checked to hold
- * nothing after use.
+ * inputs that have no reciprocal; the plain-JS fallback kernels are checked
+ * against the WebAssembly ones call by call, byte for byte; and the kernels'
+ * memory is checked to hold nothing after use.
  */
 import assert from "node:assert/strict";
 import {
+  multSmall,
   r3Recip,
   rqRecip3,
   sntrup761Decapsulate,
@@ -17,8 +19,10 @@ import {
 } from "../transport/kex/_sntrup761x25519.ts";
 import {
   assembleKernels,
+  jsKernels,
   KERNELS_BASE64,
   MEMORY_END,
+  type SntrupKernels,
   sntrupKernels,
 } from "../transport/kex/_sntrup761_wasm.ts";
 
@@ -161,4 +165,56 @@ Deno.test("sntrup761: the kernels' memory holds nothing after use", () => {
   assert.ok(memory.every((b) => b === 0), "after encapsulation");
   assert.deepEqual(sntrup761Decapsulate(cipherText, secretKey), sharedSecret);
   assert.ok(memory.every((b) => b === 0), "after decapsulation");
+});
+
+/**
+ * Kernels that run every call on both the WebAssembly kernels and the JS
+ * fallback (on a copy of the memory as it was before the call), and check
+ * that both return the same and leave the same bytes. `calls` counts them.
+ */
+function twinKernels(): SntrupKernels & { calls: number } {
+  const wasm = sntrupKernels();
+  const js = jsKernels();
+  const mem = new Uint8Array(wasm.memory.buffer);
+  const jsMem = new Uint8Array(js.memory.buffer);
+  const twin = <A extends number[], R>(
+    name: string,
+    run: (k: SntrupKernels) => (...a: A) => R,
+  ) =>
+  (...args: A): R => {
+    jsMem.set(mem);
+    const expected = run(wasm)(...args);
+    const actual = run(js)(...args);
+    assert.equal(actual, expected, `${name}(${args}) result`);
+    const at = jsMem.findIndex((b, i) => b !== mem[i]);
+    assert.equal(at, -1, `${name}(${args}): memory differs at byte ${at}`);
+    out.calls++;
+    return expected;
+  };
+  const out = {
+    memory: wasm.memory,
+    rq: twin("rq", (k) => k.rq),
+    r3: twin("r3", (k) => k.r3),
+    mul: twin("mul", (k) => k.mul),
+    calls: 0,
+  };
+  return out;
+}
+
+Deno.test("sntrup761: the JS fallback kernels match the WebAssembly ones byte for byte", () => {
+  const next = prng(2026);
+  const k = twinKernels();
+  // R/3: two invertible inputs and 0 (never swaps, ends with delta != 0).
+  for (const input of [smallPoly(next), smallPoly(next), new Int8Array(P)]) {
+    assert.deepEqual(r3Recip(input, k), r3Recip(input));
+  }
+  for (const input of [shortPoly(next), smallPoly(next)]) {
+    assert.deepEqual(rqRecip3(input, k), rqRecip3(input));
+  }
+  const f = Int32Array.from({ length: P }, () => (next() % Q) - (Q - 1) / 2);
+  const g = smallPoly(next);
+  const freeze = (x: number) => ((x % Q) + Q) % Q;
+  assert.deepEqual(multSmall(f, g, freeze, k), multSmall(f, g, freeze));
+  // Every chunk of both divstep loops and the product went through the twin.
+  assert.equal(k.calls, 5 * Math.ceil((2 * P - 1) / 64) + 1);
 });

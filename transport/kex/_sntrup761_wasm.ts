@@ -729,10 +729,10 @@ function mulKernel(): Code {
 
 // ----- the module -----
 
-/** The instantiated kernels and their shared memory. */
+/** The kernels and the memory they work in. */
 export interface SntrupKernels {
-  /** One page; regions at the offsets exported above. */
-  memory: WebAssembly.Memory;
+  /** 64 KiB; regions at the offsets exported above. */
+  memory: { readonly buffer: ArrayBuffer };
   /** Steps first..end-1 of the R/q divstep loop; returns the new delta. */
   rq: (first: number, end: number, delta: number) => number;
   /** Steps first..end-1 of the R/3 divstep loop; returns the new delta. */
@@ -744,9 +744,9 @@ export interface SntrupKernels {
 /**
  * Assembles the module from the kernels above. Runtime code instantiates
  * {@linkcode KERNELS_BASE64} instead: assembling costs about 2 ms of cold
- * (interpreted) JS, decoding the stored bytes a few microseconds. A test in
- * tests/pq_kex_test.ts checks that the two are the same bytes; after a change
- * to a kernel, regenerate the constant with
+ * (interpreted) JS, decoding the stored bytes a few microseconds.
+ * tests/sntrup761_test.ts checks that the two are the same bytes; after a
+ * change to a kernel, regenerate the constant with
  * `deno eval 'import { assembleKernels as a } from "./transport/kex/_sntrup761_wasm.ts"; console.log(btoa(String.fromCharCode(...a())))'`.
  */
 export function assembleKernels(): Uint8Array {
@@ -808,16 +808,139 @@ export const KERNELS_BASE64: string =
   "IAILWwICfwF7A0AgACgCwMUB/REhAkEAIQEDQCAAIAFqIAAgAWr9AACg9QEgAiAB/QAAsN0B" +
   "/bUB/a4B/QsAoPUBIAFBEGoiAUHwF0gNAAsgAEEEaiIAQeQXSA0ACws=";
 
+// ----- the same kernels in plain JS -----
+//
+// Used where WebAssembly (or its SIMD) is unavailable, e.g. V8 in jitless
+// mode; tests/sntrup761_test.ts checks that after every call they leave
+// exactly the same bytes in memory as the WebAssembly kernels. They follow the kernels
+// operation for operation (the same positions, including a 2-lane loop's
+// overrun, and the same float expressions, so even the signs of zeros
+// agree), in the same branch-free style.
+
+/** -1 if x > 0, else 0 (x a 32-bit integer). */
+const positiveMask = (x: number): number => (0 - x) >> 31;
+
+/** -1 if x != 0, else 0 (x a 32-bit integer). */
+const nonzeroMask = (x: number): number => (x | (0 - x)) >> 31;
+
+/** The kernels in plain JS, over a fresh 64 KiB buffer. */
+export function jsKernels(): SntrupKernels {
+  const buffer = new ArrayBuffer(65536);
+  const d = new Float64Array(buffer);
+  const w = new Int32Array(buffer);
+  const [F, G, V, R] = [RQ_F, RQ_G, RQ_V, RQ_R].map((o) => o / 8);
+  const invQ = 1 / Q;
+  const rq = (first: number, end: number, delta: number): number => {
+    for (let loop = first; loop < end; loop++) {
+      const g0 = d[G] - Math.round(d[G] * invQ) * Q;
+      const f0 = d[F] - Math.round(d[F] * invQ) * Q;
+      const sw = positiveMask(delta) & nonzeroMask(g0 | 0);
+      const s = sw & 1;
+      delta = (delta ^ (sw & (delta ^ (0 - delta)))) + 1;
+      const d0 = s * (g0 - f0);
+      const nf0 = f0 + d0;
+      const ng0 = g0 - d0;
+      d[F] = nf0;
+      // v, r: the pairs (2j, 2j+1) from the top down, v read one lower.
+      const vTop = 2 * ((loop < P ? loop : P) >> 1) + 1;
+      for (let i = vTop; i >= 0; i--) {
+        const a = d[V + i - 1];
+        const b = d[R + i];
+        const dd = s * (b - a);
+        const nv = a + dd;
+        d[V + i] = nv;
+        const x = nf0 * (b - dd) - ng0 * nv;
+        d[R + i] = x - Math.trunc(x * invQ) * Q;
+      }
+      // f, g: the pairs (i, i+1) for odd i <= top, g stored one lower.
+      const left = 2 * P - 1 - loop;
+      const top = left < P ? left : P;
+      const last = top + (top & 1);
+      for (let i = 1; i <= last; i++) {
+        const a = d[F + i];
+        const b = d[G + i];
+        const dd = s * (b - a);
+        const nf = a + dd;
+        d[F + i] = nf;
+        const x = nf0 * (b - dd) - ng0 * nf;
+        d[G + i - 1] = x - Math.trunc(x * invQ) * Q;
+      }
+      d[G + top] = 0;
+    }
+    return delta;
+  };
+  const WORDS = 2 * R3_WORDS; // 32-bit words per plane
+  const TOP = (1 << (P + 1 - 32 * (WORDS - 1))) - 1;
+  const [fW, gW, vW, rW] = [R3_F, R3_G, R3_V, R3_R].map((o) => o / 4);
+  /** a <- a + d*b (see the R/3 kernel for the formulas). */
+  const addMul = (a: number, b: number, dN: number, dS: number) => {
+    for (let i = 0; i < WORDS; i++) {
+      const aN = w[a + i];
+      const aS = w[a + WORDS + i];
+      const bN = w[b + i] & dN;
+      const bS = w[b + WORDS + i] ^ dS;
+      w[a + i] = (aN ^ bN) | (aN & bN & ~(aS ^ bS));
+      w[a + WORDS + i] = bS ^ (aN & (aS ^ bN ^ bS));
+    }
+  };
+  const r3 = (first: number, end: number, delta: number): number => {
+    for (let loop = first; loop < end; loop++) {
+      for (const pl of [vW, vW + WORDS]) {
+        for (let i = WORDS - 1; i > 0; i--) {
+          w[pl + i] = (w[pl + i] << 1) | (w[pl + i - 1] >>> 31);
+        }
+        w[pl] <<= 1;
+        w[pl + WORDS - 1] &= TOP;
+      }
+      const sw = positiveMask(delta) & ((w[gW] << 31) >> 31);
+      delta = (delta ^ (sw & (delta ^ (0 - delta)))) + 1;
+      for (let i = 0; i < 2 * WORDS; i++) {
+        let t = sw & (w[fW + i] ^ w[gW + i]);
+        w[fW + i] ^= t;
+        w[gW + i] ^= t;
+        t = sw & (w[vW + i] ^ w[rW + i]);
+        w[vW + i] ^= t;
+        w[rW + i] ^= t;
+      }
+      const dN = (w[gW] << 31) >> 31;
+      const dS = ~((w[fW + WORDS] ^ w[gW + WORDS]) << 31) >> 31;
+      addMul(gW, fW, dN, dS);
+      for (const pl of [gW, gW + WORDS]) {
+        for (let i = 0; i < WORDS - 1; i++) {
+          w[pl + i] = (w[pl + i] >>> 1) | (w[pl + i + 1] << 31);
+        }
+        w[pl + WORDS - 1] >>>= 1;
+      }
+      addMul(rW, vW, dN, dS);
+    }
+    return delta;
+  };
+  const [mf, mg, mfg] = [MUL_F, MUL_G, MUL_FG].map((o) => o / 4);
+  const mul = (): void => {
+    for (let i = 0; i < P; i++) {
+      const fi = w[mf + i];
+      for (let j = 0; j < P + 3; j++) w[mfg + i + j] += fi * w[mg + j];
+    }
+  };
+  return { memory: { buffer }, rq, r3, mul };
+}
+
 let kernels: SntrupKernels | undefined;
 
-/** The kernels, instantiated on first use. */
+/** The WebAssembly kernels, or {@linkcode jsKernels} where they cannot run. */
 export function sntrupKernels(): SntrupKernels {
   if (!kernels) {
-    const text = atob(KERNELS_BASE64);
-    const bytes = new Uint8Array(text.length);
-    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes));
-    kernels = instance.exports as unknown as SntrupKernels;
+    try {
+      const text = atob(KERNELS_BASE64);
+      const bytes = new Uint8Array(text.length);
+      for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+      const module = new WebAssembly.Module(bytes);
+      kernels = new WebAssembly.Instance(module)
+        .exports as unknown as SntrupKernels;
+    } catch {
+      // No WebAssembly (jitless V8) or no SIMD (an x64 CPU without SSE4.1).
+      kernels = jsKernels();
+    }
   }
   return kernels;
 }

@@ -35,6 +35,7 @@ import {
   RQ_G,
   RQ_R,
   RQ_V,
+  type SntrupKernels,
   sntrupKernels,
 } from "./_sntrup761_wasm.ts";
 
@@ -104,13 +105,14 @@ function nonzeroMask(x: number): number {
  * Z[x]/(x^p - x - 1), with `freeze` applied at the end. The product in Z[x]
  * is the `mul` kernel of `./_sntrup761_wasm.ts`; its sums stay below
  * 761 * 2295 < 2^21, and the folding below at most triples that.
+ * Exported (with the kernels to use) for tests.
  */
-function multSmall(
+export function multSmall(
   f: Int32Array | Int8Array,
   g: Int8Array,
   freeze: (x: number) => number,
+  k: SntrupKernels = sntrupKernels(),
 ): Int32Array {
-  const k = sntrupKernels();
   const buf = k.memory.buffer;
   const mf = new Int32Array(buf, MUL_F, P);
   const mg = new Int32Array(buf, MUL_G, P + 3);
@@ -174,8 +176,10 @@ function divsteps(
 }
 
 /** 1/in in R/3; null if `in` is not invertible mod 3. Exported for tests. */
-export function r3Recip(input: Int8Array): Int8Array | null {
-  const k = sntrupKernels();
+export function r3Recip(
+  input: Int8Array,
+  k: SntrupKernels = sntrupKernels(),
+): Int8Array | null {
   const region = new Int32Array(k.memory.buffer, R3_F, 8 * R3_PLANE_INT32);
   region.fill(0);
   /** Sets coefficient j of the bit-sliced polynomial at `base` to c. */
@@ -211,8 +215,10 @@ export function r3Recip(input: Int8Array): Int8Array | null {
  * q). The kernel keeps coefficients as integer-valued doubles in [-q, q].
  * Exported for tests.
  */
-export function rqRecip3(input: Int8Array): Int32Array | null {
-  const k = sntrupKernels();
+export function rqRecip3(
+  input: Int8Array,
+  k: SntrupKernels = sntrupKernels(),
+): Int32Array | null {
   const buf = k.memory.buffer;
   const region = new Float64Array(buf, 0, RQ_END / 8);
   region.fill(0);
