@@ -9,6 +9,7 @@
  * memory is checked to hold nothing after use.
  */
 import assert from "node:assert/strict";
+import { run } from "./_openssh.ts";
 import {
   multSmall,
   r3Recip,
@@ -217,4 +218,67 @@ Deno.test("sntrup761: the JS fallback kernels match the WebAssembly ones byte fo
   assert.deepEqual(multSmall(f, g, freeze, k), multSmall(f, g, freeze));
   // Every chunk of both divstep loops and the product went through the twin.
   assert.equal(k.calls, 5 * Math.ceil((2 * P - 1) / 64) + 1);
+});
+
+/** A deterministic RandomBytes (xorshift32); its source is reused below. */
+function seededRandom(seed: number): (n: number) => Uint8Array {
+  let x = seed;
+  return (n) => {
+    const out = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      out[i] = x & 0xff;
+    }
+    return out;
+  };
+}
+
+Deno.test("sntrup761: without WebAssembly (jitless V8) the JS kernels give the same keys", async () => {
+  const hex = (b: Uint8Array) =>
+    Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  const random = seededRandom(761);
+  const { publicKey, secretKey } = sntrup761Keypair(random);
+  const { cipherText, sharedSecret } = sntrup761Encapsulate(publicKey, random);
+  assert.deepEqual(sntrup761Decapsulate(cipherText, secretKey), sharedSecret);
+  const expected = [publicKey, cipherText, sharedSecret, secretKey].map(hex);
+
+  // The same in a V8 without a JIT, where WebAssembly does not exist.
+  const module = new URL(
+    "../transport/kex/_sntrup761x25519.ts",
+    import.meta.url,
+  );
+  const code = `
+    import * as m from ${JSON.stringify(module.href)};
+    const seededRandom = ${seededRandom.toString()};
+    const hex = ${hex.toString()};
+    const random = seededRandom(761);
+    const { publicKey, secretKey } = m.sntrup761Keypair(random);
+    const { cipherText, sharedSecret } = m.sntrup761Encapsulate(publicKey, random);
+    const again = m.sntrup761Decapsulate(cipherText, secretKey);
+    console.log(JSON.stringify({
+      wasm: typeof WebAssembly,
+      out: [publicKey, cipherText, sharedSecret, secretKey].map(hex),
+      decapsulated: hex(again),
+    }));
+  `;
+  const config = new URL("../deno.json", import.meta.url).pathname;
+  const result = await run(Deno.execPath(), [
+    "eval",
+    "-q",
+    "--config",
+    config,
+    "--v8-flags=--jitless",
+    code,
+  ], { timeout: 30_000 });
+  assert.equal(result.code, 0, result.stderrText);
+  const child = JSON.parse(result.stdoutText);
+  assert.equal(
+    child.wasm,
+    "undefined",
+    "the child must run without WebAssembly",
+  );
+  assert.deepEqual(child.out, expected);
+  assert.equal(child.decapsulated, expected[2]);
 });
