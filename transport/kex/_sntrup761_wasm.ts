@@ -21,7 +21,8 @@
  * and no memory addresses that depend on the data (comparisons become
  * 0/1 values, swaps are masks or blends); WebAssembly gives no timing
  * guarantee either, but its integer and float instructions on x64 and
- * arm64 run in data-independent time for these operands (no subnormals).
+ * arm64 run in data-independent time for these operands (no subnormals;
+ * V8 compiles f64.ne with a jump that only a NaN takes, and no NaN occurs).
  *
  * Binary format: WebAssembly core specification 2.0, chapter 5 (sections,
  * LEB128 integers, instruction encodings), with the fixed-width SIMD
