@@ -212,7 +212,7 @@ const F64X2_ADD = simd(0xf0);
 const F64X2_SUB = simd(0xf1);
 const F64X2_MUL = simd(0xf2);
 
-/** min(a, b) of two i32 expressions (each evaluated twice): select, no branch. */
+/** min(a, b) of i32 expressions (each emitted twice): select, no branch. */
 const minI32 = (a: Code, b: Code): Code => [a, b, a, b, I32_LT_S, SELECT];
 
 // ----- kernel: R/q divsteps -----
@@ -760,7 +760,8 @@ export function assembleKernels(): Uint8Array {
     ];
     return [...uleb(bytes.length), ...bytes];
   };
-  const steps = [0x60, vec([I32, I32, I32]), vec([I32])]; // (i32 i32 i32) -> i32
+  // (i32 i32 i32) -> i32
+  const steps = [0x60, vec([I32, I32, I32]), vec([I32])];
   const none = [0x60, vec([]), vec([])]; // () -> ()
   return new Uint8Array([
     ...[0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0], // "\0asm", version 1
@@ -813,10 +814,12 @@ export const KERNELS_BASE64: string =
 //
 // Used where WebAssembly (or its SIMD) is unavailable, e.g. V8 in jitless
 // mode; tests/sntrup761_test.ts checks that after every call they leave
-// exactly the same bytes in memory as the WebAssembly kernels. They follow the kernels
-// operation for operation (the same positions, including a 2-lane loop's
-// overrun, and the same float expressions, so even the signs of zeros
-// agree), in the same branch-free style.
+// exactly the same bytes in memory as the WebAssembly kernels, and runs a
+// key exchange in a jitless V8. They follow the kernels operation for
+// operation (the same positions, including a 2-lane loop's overrun, and the
+// same float expressions, so even the signs of zeros agree), in the same
+// branch-free style. Measured cold: R/3 and R/q reciprocals 16 ms (3.5 ms
+// with WebAssembly); in a jitless V8, 250 ms.
 
 /** -1 if x > 0, else 0 (x a 32-bit integer). */
 const positiveMask = (x: number): number => (0 - x) >> 31;
