@@ -44,15 +44,15 @@ const RQ_STRIDE = 8 * (P + 4);
  * coefficient shifted into v) and two above position p (the 2-lane loops
  * may touch position p + 1; it is never read back as a result).
  */
-export const RQ_F = 16;
+export const RQ_F: number = 16;
 /** Offset of g (see {@linkcode RQ_F}). */
-export const RQ_G = RQ_F + RQ_STRIDE;
+export const RQ_G: number = RQ_F + RQ_STRIDE;
 /** Offset of v. */
-export const RQ_V = RQ_G + RQ_STRIDE;
+export const RQ_V: number = RQ_G + RQ_STRIDE;
 /** Offset of r. */
-export const RQ_R = RQ_V + RQ_STRIDE;
+export const RQ_R: number = RQ_V + RQ_STRIDE;
 /** End of the R/q region. */
-export const RQ_END = RQ_R + RQ_STRIDE;
+export const RQ_END: number = RQ_R + RQ_STRIDE;
 
 /** 64-bit words per bit plane: positions 0..p need 762 bits, 12 words. */
 const R3_WORDS = (P + 64) >> 6;
@@ -65,15 +65,15 @@ const R3_STRIDE = 2 * 8 * R3_WORDS;
  * words each; viewed as 32-bit words the bit of coefficient j is bit j & 31
  * of word j >> 5.
  */
-export const R3_F = (RQ_END + 63) & ~63;
+export const R3_F: number = (RQ_END + 63) & ~63;
 /** Offset of g. */
-export const R3_G = R3_F + R3_STRIDE;
+export const R3_G: number = R3_F + R3_STRIDE;
 /** Offset of v. */
-export const R3_V = R3_G + R3_STRIDE;
+export const R3_V: number = R3_G + R3_STRIDE;
 /** Offset of r. */
-export const R3_R = R3_V + R3_STRIDE;
+export const R3_R: number = R3_V + R3_STRIDE;
 /** Words of 32 bits per plane, for the JS side. */
-export const R3_PLANE_INT32 = 2 * R3_WORDS;
+export const R3_PLANE_INT32: number = 2 * R3_WORDS;
 const R3_END = R3_R + R3_STRIDE;
 
 /**
@@ -81,13 +81,13 @@ const R3_END = R3_R + R3_STRIDE;
  * (g zero-padded to a multiple of 4 coefficients), the 2p-1 coefficients of
  * the product at MUL_FG (Int32, room for 4-lane overrun).
  */
-export const MUL_F = R3_END;
+export const MUL_F: number = R3_END;
 /** Offset of g (Int32, p + 3 entries, the last 3 zero). */
-export const MUL_G = MUL_F + 4 * (P + 3);
+export const MUL_G: number = MUL_F + 4 * (P + 3);
 /** Offset of the product (Int32, 2p + 3 entries). */
-export const MUL_FG = MUL_G + 4 * (P + 3);
+export const MUL_FG: number = MUL_G + 4 * (P + 3);
 /** End of all regions. */
-export const MEMORY_END = MUL_FG + 4 * (2 * P + 3);
+export const MEMORY_END: number = MUL_FG + 4 * (2 * P + 3);
 
 // ----- a minimal assembler -----
 
