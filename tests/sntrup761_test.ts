@@ -89,6 +89,9 @@ Deno.test("sntrup761 kernels: the stored module is the assembler's output", () =
   // All regions fit the module's single 64 KiB page.
   assert.ok(MEMORY_END <= 65536, `regions end at ${MEMORY_END}`);
   assert.equal(sntrupKernels().memory.buffer.byteLength, 65536);
+  // Here (a JIT with SIMD) the WebAssembly kernels are the ones in use, not
+  // the JS fallback.
+  assert.ok(sntrupKernels().memory instanceof WebAssembly.Memory);
 });
 
 Deno.test("sntrup761: r3Recip inverts in R/3 (checked by multiplication)", () => {
