@@ -10,6 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { run } from "./_openssh.ts";
+import { seededRandom } from "./_helpers.ts";
 import {
   multSmall,
   r3Recip,
@@ -222,21 +223,6 @@ Deno.test("sntrup761: the JS fallback kernels match the WebAssembly ones byte fo
   // Every chunk of both divstep loops and the product went through the twin.
   assert.equal(k.calls, 5 * Math.ceil((2 * P - 1) / 64) + 1);
 });
-
-/** A deterministic RandomBytes (xorshift32); its source is reused below. */
-function seededRandom(seed: number): (n: number) => Uint8Array {
-  let x = seed;
-  return (n) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      out[i] = x & 0xff;
-    }
-    return out;
-  };
-}
 
 Deno.test("sntrup761: without WebAssembly (jitless V8) the JS kernels give the same keys", async () => {
   const hex = (b: Uint8Array) =>

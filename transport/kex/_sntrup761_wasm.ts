@@ -30,6 +30,16 @@
  *
  * @module
  */
+import {
+  type Code,
+  flat,
+  name,
+  section,
+  sleb,
+  sleb64,
+  uleb,
+  vec,
+} from "../_wasm_encoding.ts";
 
 const P = 761;
 const Q = 4591;
@@ -90,62 +100,6 @@ export const MUL_FG: number = MUL_G + 4 * (P + 3);
 export const MEMORY_END: number = MUL_FG + 4 * (2 * P + 3);
 
 // ----- a minimal assembler -----
-
-type Code = number | Code[];
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    const b = n & 0x7f;
-    n >>>= 7;
-    out.push(n ? b | 0x80 : b);
-  } while (n);
-  return out;
-}
-
-/** Signed LEB128 of a 32-bit integer. */
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && !(b & 0x40)) || (n === -1 && (b & 0x40))) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-/** Signed LEB128 of a 64-bit integer (the few i64 constants). */
-function sleb64(n: bigint): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = Number(n & 0x7fn);
-    n >>= 7n;
-    if ((n === 0n && !(b & 0x40)) || (n === -1n && (b & 0x40))) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-/** The bytes of nested code, in order. */
-function flat(code: Code, out: number[] = []): number[] {
-  if (typeof code === "number") out.push(code);
-  else for (const c of code) flat(c, out);
-  return out;
-}
-const vec = (
-  items: Code[],
-): number[] => [...uleb(items.length), ...flat(items)];
-const section = (id: number, body: number[]): number[] => [
-  id,
-  ...uleb(body.length),
-  ...body,
-];
-const str = (s: string): number[] => vec([...s].map((c) => c.charCodeAt(0)));
 
 const I32 = 0x7f;
 const I64 = 0x7e;
@@ -771,10 +725,10 @@ export function assembleKernels(): Uint8Array {
     ...section(
       7,
       vec([
-        [str("memory"), 0x02, 0],
-        [str("rq"), 0x00, 0],
-        [str("r3"), 0x00, 1],
-        [str("mul"), 0x00, 2],
+        [name("memory"), 0x02, 0],
+        [name("rq"), 0x00, 0],
+        [name("r3"), 0x00, 1],
+        [name("mul"), 0x00, 2],
       ]),
     ), // exports
     ...section(10, vec(funcs.map(body))), // code
