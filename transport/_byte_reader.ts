@@ -18,7 +18,7 @@ import { adoptRoom, recycleBuffer, takeBuffer } from "./_packet_room.ts";
  */
 export const CHUNK_BYTES: number = 256 * 1024;
 /** Fewest: what an idle connection's pending read holds on to. */
-export const MIN_READ_BYTES: number = 1024;
+export const MIN_READ_BYTES: number = 256;
 
 export class ByteReader {
   readonly #byob: ReadableStreamBYOBReader | null;
