@@ -14,7 +14,10 @@ import { ctr, gcm } from "@noble/ciphers/aes.js";
 import { poly1305 } from "@noble/ciphers/_poly1305.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256, sha512 } from "@noble/hashes/sha2.js";
-import { poly1305Wasm } from "../transport/cipher/_poly1305.ts";
+import {
+  poly1305Wasm,
+  setPoly1305Simd,
+} from "../transport/cipher/_poly1305.ts";
 
 const SIZES: [string, number][] = [
   ["1 KiB", 1024],
@@ -134,7 +137,16 @@ for (const [label, size] of SIZES) {
   }, true);
   bench("chacha20", "@noble/ciphers", () => chacha20(key32, nonce12, data));
   bench("poly1305", "@noble/ciphers", () => poly1305(data, key32), true);
-  bench("poly1305", "WebAssembly (ours)", () => poly1305Wasm(data, key32));
+  bench("poly1305", "WebAssembly SIMD (ours)", () => poly1305Wasm(data, key32));
+  // The scalar WebAssembly loop, used where the engine has no SIMD.
+  bench("poly1305", "WebAssembly scalar (ours)", () => {
+    setPoly1305Simd(false);
+    try {
+      return poly1305Wasm(data, key32);
+    } finally {
+      setPoly1305Simd(true);
+    }
+  });
 
   // HMAC-SHA2.
   bench(

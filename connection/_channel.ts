@@ -7,6 +7,7 @@
  * @module
  */
 
+import { allocPayload, isHandedOver } from "../transport/_packet_room.ts";
 import { DisconnectError } from "../errors.ts";
 import { DisconnectReason, Msg } from "../wire/messages.ts";
 import type { SshReader } from "../wire/reader.ts";
@@ -348,15 +349,18 @@ export class Channel {
   /** CHANNEL_DATA (RFC 4254 section 5.2). */
   onData(data: Uint8Array): void {
     if (this.#receive(data.length, "CHANNEL_DATA")) {
-      this.#data.push(data.slice());
+      // A view suffices when the transport gave up the packet's buffer;
+      // other links may reuse theirs, so their bytes are copied.
+      this.#data.push(isHandedOver(data) ? data : data.slice());
     }
   }
 
   /** CHANNEL_EXTENDED_DATA; type 1 is stderr, other types are counted and dropped. */
   onExtendedData(dataType: number, data: Uint8Array): void {
     if (!this.#receive(data.length, "CHANNEL_EXTENDED_DATA")) return;
-    if (dataType === 1) this.#extended.push(data.slice());
-    else this.#consumed(data.length);
+    if (dataType === 1) {
+      this.#extended.push(isHandedOver(data) ? data : data.slice());
+    } else this.#consumed(data.length);
   }
 
   /** CHANNEL_WINDOW_ADJUST. */
@@ -533,8 +537,14 @@ export class Channel {
         this.#remoteMaxPacket,
       );
       this.#remoteWindow -= n;
-      const payload = new Uint8Array(header + n);
-      const view = new DataView(payload.buffer);
+      // Room around the payload lets the transport frame and seal it in
+      // place (transport/_packet_room.ts): no copy per layer.
+      const payload = allocPayload(header + n);
+      const view = new DataView(
+        payload.buffer,
+        payload.byteOffset,
+        payload.byteLength,
+      );
       view.setUint8(
         0,
         dataType === 0 ? Msg.CHANNEL_DATA : Msg.CHANNEL_EXTENDED_DATA,

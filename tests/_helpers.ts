@@ -32,17 +32,33 @@ export function sha256hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
-/** Deterministic pseudo-random bytes (fast, for payloads). */
-export function pseudoRandomBytes(n: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(n);
+/**
+ * A deterministic byte source (xorshift32) that carries on where its last
+ * call stopped; self-contained, so its source text can be sent to a child
+ * process.
+ */
+export function seededRandom(
+  seed: number,
+): (n: number) => Uint8Array<ArrayBuffer> {
   let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
+  return (n) => {
+    const out = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      out[i] = x & 0xff;
+    }
+    return out;
+  };
+}
+
+/** Deterministic pseudo-random bytes (fast, for payloads). */
+export function pseudoRandomBytes(
+  n: number,
+  seed = 1,
+): Uint8Array<ArrayBuffer> {
+  return seededRandom(seed)(n);
 }
 
 export interface Pair {

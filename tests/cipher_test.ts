@@ -24,7 +24,10 @@ import {
 } from "../transport/cipher/mod.ts";
 import { HMACS, packetMac } from "../transport/cipher/_hmac.ts";
 import { streamXor } from "../transport/cipher/_common.ts";
-import { poly1305Wasm } from "../transport/cipher/_poly1305.ts";
+import {
+  poly1305Wasm,
+  setPoly1305Simd,
+} from "../transport/cipher/_poly1305.ts";
 
 const hex = (s: string): Uint8Array => hexToBytes(s.replace(/[\s:]/g, ""));
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -408,14 +411,47 @@ Deno.test("ChaCha20 block and Poly1305 known answers (RFC 8439 sections 2.3.2 an
   );
 });
 
-Deno.test("WebAssembly Poly1305: RFC 8439 vectors (section 2.5.2, A.3 #6-#10)", () => {
+/** Runs `fn` with the SIMD module (asserting the engine has it), then with
+ * the scalar-only module engines without SIMD get; SIMD is back afterwards. */
+function bothPolyPaths(fn: (path: string) => void): void {
+  try {
+    assert.equal(setPoly1305Simd(true), true, "WebAssembly SIMD available");
+    fn("SIMD");
+    assert.equal(setPoly1305Simd(false), false);
+    fn("scalar");
+  } finally {
+    setPoly1305Simd(true);
+  }
+}
+
+Deno.test("WebAssembly Poly1305: RFC 8439 vectors (section 2.5.2, A.3 #1-#3, #6-#11), SIMD and scalar", () => {
   const z = (n: number) => "00".repeat(n);
   const ff = (n: number) => "ff".repeat(n);
+  const sunscreen = bytesToHex(utf8(
+    "Any submission to the IETF intended by the Contributor for publication" +
+      " as all or part of an IETF Internet-Draft or RFC and any statement" +
+      " made within the context of an IETF activity is considered an" +
+      ' "IETF Contribution". Such statements include oral statements in IETF' +
+      " sessions, as well as written and electronic communications made at" +
+      " any time or place, which are addressed to",
+  ));
   const vectors: [string, string, string][] = [
     [
       "85d6be7857556d337f4452fe42d506a80103808afb0db2fd4abff6af4149f51b",
       bytesToHex(utf8("Cryptographic Forum Research Group")),
       "a8061dc1305136c6c22b8baf0c0127a9",
+    ],
+    // A.3 #1-#3: r = 0 (the tag is s), and 375 bytes (11 pairs + 7 blocks).
+    [z(32), z(64), z(16)],
+    [
+      z(16) + "36e5f6b5c5e06070f0efca96227a863e",
+      sunscreen,
+      "36e5f6b5c5e06070f0efca96227a863e",
+    ],
+    [
+      "36e5f6b5c5e06070f0efca96227a863e" + z(16),
+      sunscreen,
+      "f3477e7cd95417af89a6b8794c310cf0",
     ],
     // A.3 #6-#10 exercise the final reduction (h >= p) and the carries.
     ["02" + z(31), ff(16), "03" + z(15)],
@@ -423,48 +459,118 @@ Deno.test("WebAssembly Poly1305: RFC 8439 vectors (section 2.5.2, A.3 #6-#10)", 
     ["01" + z(31), ff(16) + "f0" + ff(15) + "11" + z(15), "05" + z(15)],
     ["01" + z(31), ff(16) + "fb" + "fe".repeat(15) + "01".repeat(16), z(16)],
     ["02" + z(31), "fd" + ff(15), "fa" + ff(15)],
+    // A.3 #10 and #11: four blocks (two SIMD pairs) and three (one pair and
+    // one scalar block), with h reaching 2^130 - 5 and beyond.
+    [
+      "01" + z(7) + "04" + z(23),
+      "e33594d7505e43b900000000000000003394d7505e4379cd01" + z(23) + "01" +
+      z(15),
+      "14" + z(7) + "55" + z(7),
+    ],
+    [
+      "01" + z(7) + "04" + z(23),
+      "e33594d7505e43b900000000000000003394d7505e4379cd01" + z(23),
+      "13" + z(15),
+    ],
   ];
-  for (const [key, msg, tag] of vectors) {
-    assert.equal(bytesToHex(poly1305Wasm(hex(msg), hex(key))), tag);
-  }
+  bothPolyPaths((path) => {
+    for (const [key, msg, tag] of vectors) {
+      assert.equal(bytesToHex(poly1305Wasm(hex(msg), hex(key))), tag, path);
+    }
+  });
 });
 
-Deno.test("WebAssembly Poly1305 equals @noble/ciphers for every length 0..2000 and large inputs", () => {
-  const out = new Uint8Array(20);
-  for (let n = 0; n <= 2000; n++) {
-    for (const seed of [n + 1, n + 5000]) {
-      const msg = bytes(n, seed);
-      const key = bytes(32, seed + 9000);
+Deno.test("WebAssembly Poly1305 equals @noble/ciphers for every length 0..2000 and large inputs, SIMD and scalar", () => {
+  const big = bytes(1024 * 1024 + 80, 77);
+  bothPolyPaths((path) => {
+    const out = new Uint8Array(20);
+    for (let n = 0; n <= 2000; n++) {
+      for (const seed of [n + 1, n + 5000]) {
+        const msg = bytes(n, seed);
+        const key = bytes(32, seed + 9000);
+        assert.equal(
+          bytesToHex(poly1305Wasm(msg, key)),
+          bytesToHex(poly1305(msg, key)),
+          `${path}, length ${n}`,
+        );
+      }
+    }
+    // Around the 64 KiB window of the WebAssembly memory (odd and even block
+    // counts per window), a whole packet, 1 MiB with odd tails; the message
+    // as an unaligned view and the tag into a caller's buffer.
+    for (
+      const n of [
+        65535,
+        65536,
+        65537,
+        65536 + 16,
+        65536 + 32,
+        131072 + 15,
+        256 * 1024,
+        256 * 1024 + 33,
+        1024 * 1024 - 16,
+        1024 * 1024 + 1,
+        1024 * 1024 + 17,
+        1024 * 1024 + 63,
+      ]
+    ) {
+      const msg = big.subarray(7, 7 + n);
+      const key = bytes(32, n);
+      poly1305Wasm(msg, key, out.subarray(2, 18));
+      assert.equal(
+        bytesToHex(out.subarray(2, 18)),
+        bytesToHex(poly1305(msg, key)),
+        `${path}, length ${n}`,
+      );
+    }
+  });
+  assert.throws(() => poly1305Wasm(new Uint8Array(1), new Uint8Array(31)), {
+    name: "TypeError",
+  });
+});
+
+Deno.test("WebAssembly Poly1305 equals @noble/ciphers for edge keys and messages, SIMD and scalar", () => {
+  // r: all ones before the clamp (the largest limbs it allows), zero, one,
+  // random; s: all ones, zero, random. Messages of all-ones bytes (the
+  // largest limbs, the most carries), zeros and random bytes.
+  const rs = [
+    new Uint8Array(16).fill(0xff),
+    new Uint8Array(16),
+    hex("01" + "00".repeat(15)),
+    bytes(16, 3),
+  ];
+  const ss = [new Uint8Array(16).fill(0xff), new Uint8Array(16), bytes(16, 4)];
+  const lengths = [1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 96, 1000, 4099];
+  const msgs = (n: number) => [
+    new Uint8Array(n).fill(0xff),
+    new Uint8Array(n),
+    bytes(n, n),
+  ];
+  bothPolyPaths((path) => {
+    for (const r of rs) {
+      for (const s of ss) {
+        const key = concatBytes(r, s);
+        for (const n of [...lengths, 70000]) {
+          for (const msg of msgs(n)) {
+            assert.equal(
+              bytesToHex(poly1305Wasm(msg, key)),
+              bytesToHex(poly1305(msg, key)),
+              `${path}, r ${bytesToHex(r)}, s ${bytesToHex(s)}, length ${n}`,
+            );
+          }
+        }
+      }
+    }
+    // Random keys with random messages of random lengths.
+    for (let i = 0; i < 300; i++) {
+      const key = crypto.getRandomValues(new Uint8Array(32));
+      const msg = crypto.getRandomValues(new Uint8Array(i * 37 + (i & 15)));
       assert.equal(
         bytesToHex(poly1305Wasm(msg, key)),
         bytesToHex(poly1305(msg, key)),
-        `length ${n}`,
+        `${path}, key ${bytesToHex(key)}, length ${msg.length}`,
       );
     }
-  }
-  // Around the 64 KiB window of the WebAssembly memory, and a whole packet;
-  // the message as an unaligned view and the tag into a caller's buffer.
-  const big = bytes(256 * 1024 + 40, 77);
-  for (const n of [65535, 65536, 65537, 131072 + 15, 256 * 1024 + 33]) {
-    const msg = big.subarray(7, 7 + n);
-    const key = bytes(32, n);
-    poly1305Wasm(msg, key, out.subarray(2, 18));
-    assert.equal(
-      bytesToHex(out.subarray(2, 18)),
-      bytesToHex(poly1305(msg, key)),
-    );
-  }
-  // All-ones keys and messages: the largest limbs the clamp allows.
-  for (const n of [15, 16, 17, 1000]) {
-    const msg = new Uint8Array(n).fill(0xff);
-    const key = new Uint8Array(32).fill(0xff);
-    assert.equal(
-      bytesToHex(poly1305Wasm(msg, key)),
-      bytesToHex(poly1305(msg, key)),
-    );
-  }
-  assert.throws(() => poly1305Wasm(new Uint8Array(1), new Uint8Array(31)), {
-    name: "TypeError",
   });
 });
 

@@ -10,7 +10,25 @@ import {
   COMPRESSION_NAMES,
   createCompressor,
   createDecompressor,
+  loadCompression,
 } from "../transport/compression.ts";
+
+// Loaded lazily by the transport; the unit tests load it up front. The
+// first test checks the error before loading.
+Deno.test("createCompressor() before loadCompression() says what to do", async () => {
+  // Each test module gets its own runtime, and this test runs first.
+  assert.throws(
+    () => createCompressor("zlib@openssh.com"),
+    /not loaded yet: await loadCompression\(\) first/,
+  );
+  assert.throws(
+    () => createDecompressor("zlib"),
+    /not loaded yet: await loadCompression\(\) first/,
+  );
+  assert.equal(createCompressor("none"), null);
+  await loadCompression();
+  assert.ok(createCompressor("zlib@openssh.com"));
+});
 
 /** Deterministic PRNG so failures reproduce. */
 function prng(seed: number): () => number {

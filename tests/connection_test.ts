@@ -6,6 +6,7 @@ import { ChannelOpenError, DisconnectError } from "../errors.ts";
 import { ChannelOpenFailure, DisconnectReason, Msg } from "../wire/messages.ts";
 import { SshWriter } from "../wire/writer.ts";
 import { connectionPair } from "../connection/_link.ts";
+import { pseudoRandomBytes } from "./_helpers.ts";
 import { commandSessionHandler } from "../connection/command_handler.ts";
 import type { ServerSession } from "../connection/session.ts";
 import {
@@ -20,18 +21,6 @@ const sh = commandSessionHandler({ shell: "/bin/sh" });
 
 function sha256hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
-}
-
-function pseudoRandom(n: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(n);
-  let x = 12345;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
 }
 
 async function readAll(
@@ -110,7 +99,7 @@ Deno.test("exec through a custom handler: exit-status and exit-signal", async ()
 Deno.test("16 MiB of stdin through cat comes back intact", async () => {
   const pair = connectionPair({}, { onSessionOpen: sh });
   try {
-    const data = pseudoRandom(16 * 1024 * 1024);
+    const data = pseudoRandomBytes(16 * 1024 * 1024);
     const r = await pair.client.exec("cat", { stdin: data });
     assert.equal(r.code, 0);
     assert.equal(r.stdout.length, data.length);
@@ -137,7 +126,7 @@ Deno.test("16 MiB of stdin through cat comes back intact", async () => {
 Deno.test("flow control: a slow reader holds at most one window, and stalls only its channel", async () => {
   const window = 64 * 1024;
   const total = 1024 * 1024;
-  const data = pseudoRandom(total);
+  const data = pseudoRandomBytes(total);
   let writeDone = false;
   const pair = connectionPair({ windowSize: window, maxPacketSize: 8192 }, {
     onSessionOpen: execHandler(async (session, command) => {
@@ -211,7 +200,7 @@ Deno.test("flow control: the client's writes wait for the server's window", asyn
     await session.shell();
     const writer = session.stdin.getWriter();
     let written = false;
-    const write = writer.write(pseudoRandom(200 * 1024)).then(() =>
+    const write = writer.write(pseudoRandomBytes(200 * 1024)).then(() =>
       written = true
     );
     await tick(30);

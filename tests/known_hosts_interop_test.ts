@@ -49,14 +49,22 @@ function fynxSsh(s: Setup, knownHosts: string, options: string[]) {
 }
 
 /** OpenSSH `ssh` with the same known_hosts file and strict checking. */
-function opensshSsh(s: Setup, knownHosts: string) {
+function opensshSsh(
+  s: Setup,
+  knownHosts: string,
+  extra: Record<string, string> = {},
+) {
   return run(SSH, [
     ...sshArgs({
       port: s.sshd.port,
       user: "root",
       knownHostsPath: knownHosts,
       identity: s.identity,
-      options: { HostKeyAlgorithms: "ssh-ed25519", LogLevel: "INFO" },
+      options: {
+        HostKeyAlgorithms: "ssh-ed25519",
+        LogLevel: "INFO",
+        ...extra,
+      },
     }),
     "echo known-ok",
   ], { timeout: 30_000 });
@@ -110,6 +118,27 @@ Deno.test({
           const o = await opensshSsh(s, kh);
           assert.equal(o.code, 255);
           assert.match(o.stderrText, /Host key verification failed\./);
+        },
+      );
+
+      await t.step(
+        "UserKnownHostsFile=/dev/null remembers nothing and says what ssh says",
+        async () => {
+          const r = await fynxSsh(s, "/dev/null", [
+            "StrictHostKeyChecking=no",
+          ]);
+          assert.equal(r.code, 0, r.stderrText);
+          assert.equal(r.stdoutText, "known-ok\n");
+          assert.match(
+            r.stderrText,
+            /Warning: Permanently added '\[127\.0\.0\.1\]:\d+' \(ED25519\) to the list of known hosts\./,
+          );
+          assert.doesNotMatch(r.stderrText, /Failed to add/);
+          const o = await opensshSsh(s, "/dev/null", {
+            StrictHostKeyChecking: "no",
+          });
+          assert.equal(o.code, 0, o.stderrText);
+          assert.match(o.stderrText, /Permanently added/);
         },
       );
 

@@ -10,6 +10,15 @@
  *
  * @module
  */
+import { adoptRoom, recycleBuffer, takeBuffer } from "./_packet_room.ts";
+
+/**
+ * Most bytes asked of the stream at once by {@linkcode ByteReader.ensure}:
+ * a pooled 256 KiB buffer holds several 32 KiB packets.
+ */
+export const CHUNK_BYTES: number = 256 * 1024;
+/** Fewest: what an idle connection's pending read holds on to. */
+export const MIN_READ_BYTES: number = 256;
 
 export class ByteReader {
   readonly #byob: ReadableStreamBYOBReader | null;
@@ -119,6 +128,144 @@ export class ByteReader {
       if (take < value.length) this.unshift(value.subarray(take));
     }
     return target;
+  }
+
+  // ----- Chunked reading: one read per many packets, packets as views. -----
+
+  /** The buffer being read from, as filled so far, and the read offset. */
+  #chunk: Uint8Array = new Uint8Array(0);
+  #pos = 0;
+  /** Bytes to ask for in the next read (see {@linkcode ensure}). */
+  #readSize = MIN_READ_BYTES;
+  /** Views handed out and not yet released, per chunk buffer. */
+  readonly #views = new Map<ArrayBufferLike, number>();
+
+  /** Bytes buffered and not yet taken. */
+  get buffered(): number {
+    return this.#chunk.length - this.#pos + this.#pendingBytes;
+  }
+
+  /**
+   * Makes at least `n` bytes available to {@linkcode peek} and
+   * {@linkcode take}; false when the stream ends before the first of them,
+   * throws when it ends midway. Reads go into a fresh buffer each time (the
+   * bytes left over from the previous one are copied to its start), sized
+   * between {@linkcode MIN_READ_BYTES} and {@linkcode CHUNK_BYTES} by how
+   * full the last reads were, so during a bulk transfer one system call
+   * brings many packets; views taken earlier stay valid, since a BYOB read
+   * detaches only the buffer it reads into.
+   */
+  async ensure(n: number): Promise<boolean> {
+    const unread = this.#chunk.length - this.#pos;
+    if (unread >= n && this.#pendingBytes === 0) return true;
+    const have = unread + this.#pendingBytes;
+    let next = this.#rechunk(have >= n ? have : Math.max(n, this.#readSize));
+    let got = have;
+    while (got < n) {
+      let value: Uint8Array | undefined;
+      let done: boolean;
+      if (this.#byob) {
+        // The read transfers the buffer: `next` is detached (length 0)
+        // until rebuilt on the buffer it returns.
+        const old = next.buffer;
+        const size = next.length;
+        ({ value, done } = await this.#byob.read(
+          new Uint8Array(old, got, size - got),
+          { min: n - got },
+        ));
+        if (value) {
+          adoptRoom(old, value.buffer);
+          next = new Uint8Array(value.buffer, 0, size);
+        }
+      } else {
+        ({ value, done } = await this.#plain!.read());
+        if (value && value.length > next.length - got) {
+          const bigger = new Uint8Array(takeBuffer(got + value.length));
+          bigger.set(next.subarray(0, got));
+          next = bigger;
+        }
+        if (value) next.set(value, got);
+      }
+      if (done || !value) {
+        this.#chunk = next.subarray(0, got);
+        this.#pos = 0;
+        if (got === 0) return false;
+        throw new SyntaxError(
+          `Connection closed in the middle of a packet (${got} of ${n} bytes)`,
+        );
+      }
+      got += value.length;
+      // Adapt the next read's size: a full buffer means more was waiting
+      // (a bulk transfer: grow towards CHUNK_BYTES); a mostly empty one
+      // means an interactive or idle connection, whose pending read should
+      // not pin a large buffer.
+      if (got === next.length) {
+        this.#readSize = Math.min(this.#readSize * 4, CHUNK_BYTES);
+      } else if (got < next.length / 4) {
+        // Straight back down: this read may be the one an idle connection
+        // then waits in.
+        this.#readSize = MIN_READ_BYTES;
+      }
+    }
+    this.#chunk = next.subarray(0, got);
+    this.#pos = 0;
+    return true;
+  }
+
+  /**
+   * Moves the unread bytes (pending ones first) to the start of a new
+   * buffer with room for at least `size` bytes, retires the current one and
+   * returns the whole new buffer (the caller sets the filled length).
+   */
+  #rechunk(size: number): Uint8Array {
+    const next = new Uint8Array(takeBuffer(size));
+    let at = 0;
+    for (const p of this.#pending) {
+      next.set(p, at);
+      at += p.length;
+    }
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    next.set(this.#chunk.subarray(this.#pos), at);
+    this.#retire(this.#chunk.buffer);
+    this.#chunk = next.subarray(0, 0);
+    this.#pos = 0;
+    return next;
+  }
+
+  /** The next `n` bytes (after {@linkcode ensure}), not consumed. */
+  peek(n: number): Uint8Array {
+    return this.#chunk.subarray(this.#pos, this.#pos + n);
+  }
+
+  /**
+   * Consumes the next `n` bytes (after {@linkcode ensure}) and returns them
+   * as a view; give it back with {@linkcode release} once nothing reads it,
+   * so the buffer can be reused.
+   */
+  take(n: number): Uint8Array {
+    const view = this.#chunk.subarray(this.#pos, this.#pos + n);
+    this.#pos += n;
+    const buf = view.buffer;
+    this.#views.set(buf, (this.#views.get(buf) ?? 0) + 1);
+    return view;
+  }
+
+  /** Ends a view from {@linkcode take}. */
+  release(view: Uint8Array): void {
+    const buf = view.buffer;
+    const left = (this.#views.get(buf) ?? 1) - 1;
+    if (left > 0) {
+      this.#views.set(buf, left);
+      return;
+    }
+    this.#views.delete(buf);
+    if (buf !== this.#chunk.buffer) recycleBuffer(buf);
+  }
+
+  /** A buffer stops being current: reuse it once its views are released. */
+  #retire(buf: ArrayBufferLike): void {
+    if (!this.#views.has(buf) && buf.byteLength > 0) recycleBuffer(buf);
   }
 
   /** Cancels the underlying stream and releases the lock. */

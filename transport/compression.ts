@@ -30,6 +30,7 @@
  * ```ts
  * import assert from "node:assert/strict";
  *
+ * await loadCompression();
  * assert.deepEqual(COMPRESSION_NAMES, ["none", "zlib@openssh.com", "zlib"]);
  * assert.equal(createCompressor("none"), null);
  * const level: CompressorOptions = { level: 6 };
@@ -46,8 +47,38 @@
  *
  * @module
  */
-import { Inflate } from "fflate";
-import { constants as zlibConstants, deflateRawSync } from "node:zlib";
+import type { Inflate } from "fflate/browser";
+
+/** The zlib implementations, loaded on first use by {@linkcode loadCompression}. */
+let zlib: typeof import("node:zlib") | null = null;
+let inflater: typeof Inflate | null = null;
+
+/**
+ * Loads the zlib implementations (`node:zlib` and fflate's inflater). They
+ * cost ~30 ms of start-up when imported eagerly and most connections never
+ * negotiate compression, so the transport awaits this only once a key
+ * exchange has chosen `zlib` or `zlib@openssh.com`; call it yourself before
+ * {@linkcode createCompressor} or {@linkcode createDecompressor} with a zlib
+ * name. Safe to call more than once.
+ */
+export async function loadCompression(): Promise<void> {
+  if (zlib && inflater) return;
+  const [z, f] = await Promise.all([
+    import("node:zlib"),
+    import("fflate/browser"),
+  ]);
+  zlib = z;
+  inflater = f.Inflate;
+}
+
+function loaded<T>(lib: T | null): T {
+  if (lib === null) {
+    throw new Error(
+      "zlib compression is not loaded yet: await loadCompression() first",
+    );
+  }
+  return lib;
+}
 
 /**
  * Compression algorithm names we negotiate, in our order of preference for
@@ -130,6 +161,7 @@ function checkName(name: string): void {
  * Creates the compressor for a negotiated algorithm; `null` for `"none"`.
  *
  * @throws {TypeError} for an unknown name or a level outside 0..9.
+ * @throws {Error} for a zlib name before {@linkcode loadCompression}.
  *
  * See the module documentation for an example.
  */
@@ -142,7 +174,9 @@ export function createCompressor(
   if (!Number.isInteger(level) || level < 0 || level > 9) {
     throw new TypeError(`Invalid zlib compression level: ${level}`);
   }
-  return isZlibName(name) ? new ZlibCompressor(level) : null;
+  if (!isZlibName(name)) return null;
+  loaded(zlib);
+  return new ZlibCompressor(level);
 }
 
 /**
@@ -150,6 +184,7 @@ export function createCompressor(
  *
  * @throws {TypeError} for an unknown name or a `maxSize` that is not a
  * positive integer.
+ * @throws {Error} for a zlib name before {@linkcode loadCompression}.
  *
  * See the module documentation for an example.
  */
@@ -190,9 +225,10 @@ class ZlibCompressor implements Compressor {
     }
     // Z_SYNC_FLUSH instead of Z_FINISH: no final block, no Adler-32 trailer,
     // the stream stays open for the next packet.
-    const body = deflateRawSync(payload, {
+    const z = loaded(zlib);
+    const body = z.deflateRawSync(payload, {
       level: this.#level,
-      finishFlush: zlibConstants.Z_SYNC_FLUSH,
+      finishFlush: z.constants.Z_SYNC_FLUSH,
     });
     const header = this.#header;
     if (header === null) {
@@ -217,7 +253,7 @@ class ZlibDecompressor implements Decompressor {
 
   constructor(maxSize: number) {
     this.#maxSize = maxSize;
-    this.#inflate = new Inflate((chunk: Uint8Array) => {
+    this.#inflate = new (loaded(inflater))((chunk: Uint8Array) => {
       if (chunk.length === 0) return;
       this.#chunks.push(chunk);
       this.#produced += chunk.length;

@@ -10,6 +10,13 @@
  *
  * @module
  */
+import {
+  markHandedOver,
+  recycleBuffer,
+  roomAfter,
+  roomBefore,
+  takeBuffer,
+} from "./_packet_room.ts";
 import { DisconnectError, HostKeyError } from "../errors.ts";
 import type { PrivateKey, PublicKey } from "../keys/types.ts";
 import {
@@ -45,6 +52,7 @@ import {
   createCompressor,
   createDecompressor,
   type Decompressor,
+  loadCompression,
 } from "./compression.ts";
 import { deriveKey, hashBytes } from "./kex/derive.ts";
 import { kexMethod } from "./kex/mod.ts";
@@ -164,7 +172,7 @@ interface SealedPacket {
 const SEND_PIPELINE_PACKETS = 8;
 const SEND_PIPELINE_BYTES = 1024 * 1024;
 /** Largest write made by joining several finished packets. */
-const WRITE_BATCH_BYTES = 64 * 1024;
+const WRITE_BATCH_BYTES = 256 * 1024;
 
 /** One packet in the receive pipeline (or the error that ended reading). */
 interface ReceivedPacket {
@@ -179,6 +187,8 @@ interface ReceivedPacket {
   dir: Direction;
   /** `packet_length`. */
   len?: number;
+  /** The packet as read; given back to the reader once opened. */
+  wire?: Uint8Array;
 }
 
 /**
@@ -614,23 +624,33 @@ export class Transport {
     let pad = block - (aligned % block);
     if (pad < 4) pad += block;
     while (5 + payload.length + pad < 16) pad += block;
-    const packet = new Uint8Array(5 + payload.length + pad);
+    const total = 5 + payload.length + pad;
+    let packet: Uint8Array;
+    if (roomBefore(payload) >= 5 && roomAfter(payload) >= pad + 16) {
+      // Framed where the channel wrote it (transport/_packet_room.ts).
+      packet = new Uint8Array(payload.buffer, payload.byteOffset - 5, total);
+    } else {
+      // 16 spare bytes: scratch a cipher may use for its tag.
+      packet = new Uint8Array(takeBuffer(total + 16), 0, total);
+      packet.set(payload, 5);
+    }
     const len = 1 + payload.length + pad;
     packet[0] = len >>> 24;
     packet[1] = len >>> 16;
     packet[2] = len >>> 8;
     packet[3] = len;
     packet[4] = pad;
-    packet.set(payload, 5);
     crypto.getRandomValues(packet.subarray(5 + payload.length));
     const size = packet.length + cipher.tagLength;
     const entry: SealedPacket = { wire: null, size, pending: null };
     const sealed = cipher.seal(dir.seq, packet);
     if (sealed instanceof Uint8Array) {
       entry.wire = sealed;
+      if (sealed.buffer !== packet.buffer) recycleBuffer(packet.buffer);
     } else {
       entry.pending = sealed.then((wire) => {
         entry.wire = wire;
+        if (wire.buffer !== packet.buffer) recycleBuffer(packet.buffer);
       });
       entry.pending.catch(() => {});
     }
@@ -669,18 +689,19 @@ export class Transport {
         if (count === 1) {
           out = head.wire!;
         } else {
-          out = new Uint8Array(bytes);
+          out = new Uint8Array(takeBuffer(bytes), 0, bytes);
           let offset = 0;
           for (const p of batch) {
             out.set(p.wire!, offset);
             offset += p.size;
+            recycleBuffer(p.wire!.buffer);
           }
         }
         const room = this.#sendRoom;
         this.#sendRoom = null;
         room?.();
         await this.#writer.ready;
-        this.#write(out);
+        this.#write(out, true);
       }
     } catch (e) {
       this.#fail(e);
@@ -699,8 +720,11 @@ export class Transport {
    * peers that both write before reading (the version lines) deadlock on
    * streams that only complete a write once it is read.
    */
-  #write(bytes: Uint8Array): void {
-    this.#writer.write(bytes).catch((e) => {
+  #write(bytes: Uint8Array, recycle = false): void {
+    this.#writer.write(bytes).then(() => {
+      // Written: the buffer is ours again (pooled ones only).
+      if (recycle) recycleBuffer(bytes.buffer);
+    }, (e) => {
       this.#fail(
         new DisconnectError(
           DisconnectReason.CONNECTION_LOST,
@@ -720,14 +744,14 @@ export class Transport {
   async #readWire(): Promise<ReceivedPacket> {
     const dir = this.#in;
     const cipher = dir.cipher;
-    let head: Uint8Array | null = new Uint8Array(cipher.headLength);
-    head = await this.#reader.readInto(head, 0, head.length);
-    if (head === null) {
+    const reader = this.#reader;
+    if (!await reader.ensure(cipher.headLength)) {
       throw new DisconnectError(
         DisconnectReason.CONNECTION_LOST,
         "Connection closed by peer",
       );
     }
+    const head = reader.peek(cipher.headLength);
     const seq = dir.seq;
     const len = cipher.packetLength(seq, head);
     const block = Math.max(8, cipher.blockSize);
@@ -744,15 +768,10 @@ export class Transport {
       );
     }
     const total = 4 + len + cipher.tagLength;
-    let wire: Uint8Array | null = new Uint8Array(total);
-    wire.set(head);
-    wire = await this.#reader.readInto(wire, head.length, total - head.length);
-    if (wire === null) {
-      throw new DisconnectError(
-        DisconnectReason.CONNECTION_LOST,
-        "Connection closed mid-packet",
-      );
-    }
+    // Usually already buffered: reads bring up to 256 KiB at once. The
+    // packet is a view into the read buffer, released once opened.
+    await reader.ensure(total);
+    const wire = reader.take(total);
     let opened: Uint8Array | Promise<Uint8Array>;
     try {
       opened = cipher.open(seq, wire);
@@ -769,7 +788,7 @@ export class Transport {
         "Sequence number wrapped during the initial key exchange",
       );
     }
-    return { opened, size: total, seq, dir, len };
+    return { opened, size: total, seq, dir, len, wire };
   }
 
   /**
@@ -798,6 +817,12 @@ export class Transport {
       );
     }
     let payload = plain.subarray(1, plain.length - padLen);
+    // Every cipher but `none` returns a buffer of this packet alone: the
+    // receiver may keep views of it. Then the read buffer can be reused once
+    // no packet in it is being opened, unless the plaintext lies in it (the
+    // `none` cipher: marked handed over, so never reused).
+    markHandedOver(payload);
+    this.#reader.release(entry.wire!);
     if (dir.decompressor) {
       try {
         payload = dir.decompressor.decompress(payload);
@@ -978,7 +1003,7 @@ export class Transport {
     this.#queueUrgent(ourInit);
   }
 
-  #onKexInit(payload: Uint8Array): void {
+  #onKexInit(payload: Uint8Array): void | Promise<void> {
     if (!this.#kex) this.#startKex();
     const kex = this.#kex!;
     if (kex.peerInit) {
@@ -1022,6 +1047,9 @@ export class Transport {
           .bytes(),
       );
     }
+    // zlib is loaded only when negotiated; the read loop waits for it, so
+    // it is there before the keys (and compressors) of this exchange.
+    if (n.compC2S !== "none" || n.compS2C !== "none") return loadCompression();
   }
 
   #strict = false;

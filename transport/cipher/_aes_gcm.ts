@@ -31,6 +31,7 @@ import {
   view,
 } from "./_common.ts";
 import type { DirectionKeys, PacketCipher } from "./types.ts";
+import { takeBuffer } from "../_packet_room.ts";
 
 const TAG = 16;
 /** Ciphertext bytes from which sealing uses Web Crypto. */
@@ -117,7 +118,9 @@ export class GcmCipher implements PacketCipher {
       await this.#web(),
       packet.subarray(4) as Uint8Array<ArrayBuffer>,
     );
-    const out = new Uint8Array(packet.length + TAG);
+    const size = packet.length + TAG;
+    // A pooled buffer: the transport recycles it once it is written.
+    const out = new Uint8Array(takeBuffer(size), 0, size);
     out.set(packet.subarray(0, 4));
     out.set(new Uint8Array(sealed), 4);
     return out;

@@ -14,7 +14,7 @@
  * 16-byte IV is ChaCha state words 12..15 in little-endian order (OpenSSL's
  * layout): for OpenSSH's construction that is the 64-bit counter little-endian
  * followed by the sequence number big-endian. Poly1305 is our WebAssembly
- * one (./_poly1305.ts, about 1450 MB/s at 32 KiB against 270 MB/s for
+ * one (./_poly1305.ts, 2-lane SIMD, about 2.6 GB/s at 32 KiB against 270 MB/s for
  * @noble/ciphers' pure JS; node:crypto and Web Crypto expose no bare
  * Poly1305).
  *
@@ -31,6 +31,7 @@ import {
   view,
 } from "./_common.ts";
 import { poly1305Wasm } from "./_poly1305.ts";
+import { roomAfter } from "../_packet_room.ts";
 import type { DirectionKeys, PacketCipher } from "./types.ts";
 
 const TAG = 16;
@@ -73,13 +74,32 @@ export class ChachaPolyCipher implements PacketCipher {
     checkSeq(seq);
     const n = packet.length;
     const iv = chachaIv(seq);
-    const out = new Uint8Array(n + TAG);
-    out.set(streamXor("chacha20", this.#headerKey, iv, packet.subarray(0, 4)));
     const main = createCipheriv("chacha20", this.#mainKey, iv);
-    // Block 0 yields the Poly1305 key; the stream then continues at block 1.
-    const polyKey = main.update(BLOCK0).subarray(0, 32);
-    out.set(main.update(packet.subarray(4)), 4);
+    let out: Uint8Array;
+    let polyKey: Uint8Array;
+    if (roomAfter(packet) >= TAG) {
+      // One output buffer that is already the wire packet: skip 60 bytes of
+      // block 0 (its first 32 are the Poly1305 key), so the 4 length bytes
+      // meet keystream bytes 60..63 (replaced below by the K_1-encrypted
+      // length) and the payload meets block 1 at offset 4, as the
+      // construction requires; the 16 scratch bytes after the packet
+      // become the tag.
+      polyKey = main.update(BLOCK0.subarray(0, 60)).subarray(0, 32);
+      out = view(
+        main.update(
+          new Uint8Array(packet.buffer, packet.byteOffset, n + TAG),
+        ),
+      );
+    } else {
+      // Block 0 yields the Poly1305 key; the stream then continues at block 1.
+      polyKey = main.update(BLOCK0).subarray(0, 32);
+      out = new Uint8Array(n + TAG);
+      out.set(main.update(packet.subarray(4)), 4);
+    }
     main.final(); // Deno keeps the cipher as a resource until final()
+    out.set(
+      streamXor("chacha20", this.#headerKey, iv, packet.subarray(0, 4)),
+    );
     poly1305Wasm(out.subarray(0, n), polyKey, out.subarray(n));
     return out;
   }

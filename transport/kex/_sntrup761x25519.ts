@@ -9,15 +9,35 @@
  * ("NTRU Prime: round 3", 2020, sections 3 and 4: parameters p = 761,
  * q = 4591, w = 286; Core, Encode/Decode, Hash with one-byte prefixes, the
  * KEM with implicit rejection). No audited JavaScript sntrup761 exists to
- * reuse. JavaScript gives no constant-time guarantees; the secret-dependent
- * steps (inversion, decryption, ciphertext comparison) still avoid
- * data-dependent branches where the arithmetic allows, as the reference does.
+ * reuse. The hot loops (the two reciprocals of key generation and the
+ * polynomial products) run as WebAssembly kernels, `./_sntrup761_wasm.ts`,
+ * which cut a cold key generation from ~55 ms to ~5 ms. Neither JavaScript
+ * nor WebAssembly gives constant-time guarantees; the secret-dependent steps
+ * (inversion, decryption, ciphertext comparison) still avoid data-dependent
+ * branches and memory addresses, as the reference does.
  *
  * @module
  */
 import { createHash, randomFillSync } from "node:crypto";
 import type { KexMethod } from "./types.ts";
 import { hybridKemMethod, type Kem } from "./_mlkem768x25519.ts";
+import {
+  MUL_F,
+  MUL_FG,
+  MUL_G,
+  R3_F,
+  R3_G,
+  R3_PLANE_INT32,
+  R3_R,
+  R3_V,
+  RQ_END,
+  RQ_F,
+  RQ_G,
+  RQ_R,
+  RQ_V,
+  type SntrupKernels,
+  sntrupKernels,
+} from "./_sntrup761_wasm.ts";
 
 const P = 761;
 const Q = 4591;
@@ -43,28 +63,33 @@ const systemRandom: RandomBytes = (n) => randomFillSync(new Uint8Array(n));
 
 // ----- arithmetic (branch-free on the values) -----
 
-// The freezes subtract the nearest multiple of the modulus. For an integer
-// |x| < 2^31 and an odd modulus, x/m is never exactly halfway between two
-// integers, so Math.round (a float operation, no data-dependent branch)
-// gives the centred representative; it is several times faster than `%`
-// plus a sign fix-up in V8.
+// The freezes subtract the nearest multiple of the modulus m, found as
+// Math.round(x * (1/m)) in double precision (float operations, no
+// data-dependent branch; a multiplication rather than a division, and
+// several times faster than `%` plus a sign fix-up in V8). Exactness, for an
+// integer |x| < 2^31 and an odd m: 2x - (2n+1)m is odd, so x/m is at least
+// 1/(2m) away from every half-integer n + 1/2, while x * fl(1/m) is within
+// |x/m| * 2^-52 < 2^-30 of x/m. Rounding therefore picks the same integer as
+// exact arithmetic, and the result is the centred representative.
+const INV3 = 1 / 3;
+const INVQ = 1 / Q;
 
 /** x mod 3 in {-1,0,1}; x an integer with |x| < 2^31. */
 function f3Freeze(x: number): number {
-  return x - 3 * Math.round(x / 3);
+  return x - 3 * Math.round(x * INV3);
 }
 
 /** x mod q in [-q12, q12]; x an integer with |x| < 2^31. */
 function fqFreeze(x: number): number {
-  return x - Q * Math.round(x / Q);
+  return x - Q * Math.round(x * INVQ);
 }
 
-/** a^(q-2) mod q: the inverse of a nonzero a in F_q. */
+/** a^(q-2) mod q: the inverse of a nonzero a in F_q (0 for a = 0). */
 function fqRecip(a: number): number {
   let r = 1;
   let base = fqFreeze(a);
   for (let e = Q - 2; e > 0; e >>= 1) {
-    if (e & 1) r = fqFreeze(r * base);
+    if (e & 1) r = fqFreeze(r * base); // e is public (q - 2)
     base = fqFreeze(base * base);
   }
   return r;
@@ -75,25 +100,27 @@ function nonzeroMask(x: number): number {
   return (x | -x) >> 31;
 }
 
-/** -1 if x < 0, else 0. */
-function negativeMask(x: number): number {
-  return x >> 31;
-}
-
 /**
- * Product of f (any coefficients) and small g in Z[x]/(x^p - x - 1), with
- * `freeze` applied at the end. Sums stay below 2^31: 761 * 2295 * 1.
+ * Product of f (any coefficients, |f_i| <= q12) and small g in
+ * Z[x]/(x^p - x - 1), with `freeze` applied at the end. The product in Z[x]
+ * is the `mul` kernel of `./_sntrup761_wasm.ts`; its sums stay below
+ * 761 * 2295 < 2^21, and the folding below at most triples that.
+ * Exported (with the kernels to use) for tests.
  */
-function multSmall(
+export function multSmall(
   f: Int32Array | Int8Array,
   g: Int8Array,
   freeze: (x: number) => number,
+  k: SntrupKernels = sntrupKernels(),
 ): Int32Array {
-  const fg = new Int32Array(2 * P - 1);
-  for (let i = 0; i < P; i++) {
-    const fi = f[i];
-    for (let j = 0; j < P; j++) fg[i + j] += fi * g[j];
-  }
+  const buf = k.memory.buffer;
+  const mf = new Int32Array(buf, MUL_F, P);
+  const mg = new Int32Array(buf, MUL_G, P + 3);
+  const fg = new Int32Array(buf, MUL_FG, 2 * P + 3);
+  mf.set(f);
+  mg.set(g);
+  fg.fill(0);
+  k.mul();
   // x^p = x + 1: fold each high coefficient into positions i-p and i-p+1.
   for (let i = 2 * P - 2; i >= P; i--) {
     fg[i - P] += fg[i];
@@ -101,90 +128,113 @@ function multSmall(
   }
   const h = new Int32Array(P);
   for (let i = 0; i < P; i++) h[i] = freeze(fg[i]);
+  mf.fill(0);
+  mg.fill(0);
+  fg.fill(0);
   return h;
 }
 
-/**
- * One constant-shape divstep loop shared by both inversions (specification
- * section 3.4, "reciprocal"; Bernstein-Yang): f starts as x^p - x - 1
- * reversed, g as the input reversed; 2p-1 steps, each a conditional
- * (masked) swap, an elimination of g's constant term, and a shift of g
- * down and of v up. Over F_3 (f0, g0 in {-1,0,1}) the elimination is
- * g - g0*f0*f; over F_q it is the division-free f0*g - g0*f. Returns
- * (f0, v, delta); the input is invertible exactly when delta ends at 0.
- */
+// ----- reciprocals (specification section 3.4, "reciprocal") -----
+//
+// Both are the Bernstein-Yang constant-time divstep loop: f starts as
+// x^p - x - 1 reversed (coefficients 0..p), g as the input reversed, v = 0,
+// r = the scale wanted (1, or 1/3 mod q); 2p-1 steps, each
+//   v <- x*v; (when delta > 0 and g0 != 0) swap f,g and v,r, delta <- -delta;
+//   delta <- delta + 1; g <- (f0*g - g0*f)/x; r <- f0*r - g0*v.
+// At the end delta = 0 exactly when the input is invertible, f = f0 is a
+// constant and v/f0 reversed is the reciprocal. Over F_3, 1/f0 = f0 and the
+// elimination is written g + d*f with d = -g0*f0 (the same up to the
+// factor f0, which multiplies g and r alike and so leaves the reciprocal,
+// being unique, unchanged).
+//
+// The loops run in WebAssembly (`./_sntrup761_wasm.ts`, which explains
+// why), in chunks of steps so that V8's optimised code takes over from its
+// baseline code after the first chunks. Active lengths, which depend on
+// the loop counter only, so the shape of the work stays independent of
+// secrets:
+// - before step k, v and r are zero outside positions 0..k-1 (v gains one
+//   position per step, r is a combination of v and r), so step k touches
+//   positions 0..min(k, p) of v and r;
+// - coefficient i of f or g after a step depends only on coefficients
+//   <= i+1 before it, and the result needs only f0 and g0 of each later
+//   step and f0 at the end; with R = 2p-1-k steps left, only positions
+//   0..R matter, so step k computes positions 0..min(p, R) - 1 of the new g
+//   and 1..min(p, R) of f. Positions above are left stale and never read.
+
+/** Steps per kernel call (a public constant; see above). */
+const CHUNK = 64;
+
+/** Runs all 2p-1 divsteps of `kernel` in chunks; returns the final delta. */
 function divsteps(
-  input: Int8Array,
-  r0: number,
-  mod3: boolean,
-): { f0: number; v: Int32Array; delta: number } {
-  // One function with a public flag rather than a callback: V8 inlines the
-  // freezes only when the call site stays monomorphic.
-  const eliminate = mod3
-    ? (a: number, b: number, f0: number, g0: number) =>
-      f3Freeze(a - g0 * f0 * b)
-    : (a: number, b: number, f0: number, g0: number) =>
-      fqFreeze(f0 * a - g0 * b);
-  const f = new Int32Array(P + 1);
-  const g = new Int32Array(P + 1);
-  const v = new Int32Array(P + 1);
-  const r = new Int32Array(P + 1);
-  r[0] = r0;
-  f[0] = 1;
-  f[P - 1] = f[P] = -1;
-  for (let i = 0; i < P; i++) g[P - 1 - i] = input[i];
+  kernel: (first: number, end: number, d: number) => number,
+): number {
   let delta = 1;
-  for (let loop = 0; loop < 2 * P - 1; loop++) {
-    v.copyWithin(1, 0, P);
-    v[0] = 0;
-    const swap = negativeMask(-delta) & nonzeroMask(g[0]);
-    delta ^= swap & (delta ^ -delta);
-    delta += 1;
-    const t0 = swap & (f[0] ^ g[0]);
-    const f0 = f[0] ^ t0;
-    const g0 = g[0] ^ t0;
-    f[0] = f0;
-    {
-      const t = swap & (v[0] ^ r[0]);
-      const nv = v[0] ^ t;
-      v[0] = nv;
-      r[0] = eliminate(r[0] ^ t, nv, f0, g0);
-    }
-    // Fused: masked swap, elimination, and g's shift by one position
-    // (the eliminated constant term of g is zero and is dropped).
-    for (let i = 1; i <= P; i++) {
-      const fi = f[i];
-      const gi = g[i];
-      const t = swap & (fi ^ gi);
-      const nf = fi ^ t;
-      f[i] = nf;
-      g[i - 1] = eliminate(gi ^ t, nf, f0, g0);
-      const vi = v[i];
-      const ri = r[i];
-      const u = swap & (vi ^ ri);
-      const nv = vi ^ u;
-      v[i] = nv;
-      r[i] = eliminate(ri ^ u, nv, f0, g0);
-    }
-    g[P] = 0;
+  for (let first = 0; first < 2 * P - 1; first += CHUNK) {
+    delta = kernel(first, Math.min(first + CHUNK, 2 * P - 1), delta);
   }
-  return { f0: f[0], v, delta };
+  return delta;
 }
 
-/** 1/in in R/3; null if `in` is not invertible mod 3. */
-function r3Recip(input: Int8Array): Int8Array | null {
-  const { f0, v, delta } = divsteps(input, 1, true);
+/** 1/in in R/3; null if `in` is not invertible mod 3. Exported for tests. */
+export function r3Recip(
+  input: Int8Array,
+  k: SntrupKernels = sntrupKernels(),
+): Int8Array | null {
+  const region = new Int32Array(k.memory.buffer, R3_F, 8 * R3_PLANE_INT32);
+  region.fill(0);
+  /** Sets coefficient j of the bit-sliced polynomial at `base` to c. */
+  const put = (base: number, j: number, c: number) => {
+    // c & 1 is 1 for c = +-1; (c >> 1) & 1 is 1 for c = -1.
+    region[base + (j >> 5)] |= (c & 1) << (j & 31);
+    region[base + R3_PLANE_INT32 + (j >> 5)] |= ((c >> 1) & 1) << (j & 31);
+  };
+  const [f, g, v, r] = [R3_F, R3_G, R3_V, R3_R].map((o) => (o - R3_F) >> 2);
+  // f = 1 - x^(p-1) - x^p (x^p - x - 1 reversed), r = 1.
+  put(f, 0, 1);
+  put(f, P - 1, -1);
+  put(f, P, -1);
+  put(r, 0, 1);
+  for (let i = 0; i < P; i++) put(g, P - 1 - i, input[i]);
+  const delta = divsteps(k.r3);
+  // 1/in = v/f0 reversed; f0 is 1 or -1, so dividing flips signs or not.
+  const flip = (region[f + R3_PLANE_INT32] << 31) >> 31;
   const out = new Int8Array(P);
-  for (let i = 0; i < P; i++) out[i] = f0 * v[P - 1 - i];
+  for (let i = 0; i < P; i++) {
+    const j = P - 1 - i;
+    const n = (region[v + (j >> 5)] >>> (j & 31)) & 1;
+    const sign = region[v + R3_PLANE_INT32 + (j >> 5)] ^ flip;
+    const s = (sign >>> (j & 31)) & 1;
+    out[i] = n - 2 * (n & s);
+  }
+  region.fill(0);
   return nonzeroMask(delta) === 0 ? out : null;
 }
 
-/** 1/(3*in) in R/q; exists for every short `in` (x^p-x-1 is irreducible mod q). */
-function rqRecip3(input: Int8Array): Int32Array | null {
-  const { f0, v, delta } = divsteps(input, fqRecip(3), false);
-  const scale = fqRecip(f0);
+/**
+ * 1/(3*in) in R/q; exists for every short `in` (x^p-x-1 is irreducible mod
+ * q). The kernel keeps coefficients as integer-valued doubles in [-q, q].
+ * Exported for tests.
+ */
+export function rqRecip3(
+  input: Int8Array,
+  k: SntrupKernels = sntrupKernels(),
+): Int32Array | null {
+  const buf = k.memory.buffer;
+  const region = new Float64Array(buf, 0, RQ_END / 8);
+  region.fill(0);
+  const f = new Float64Array(buf, RQ_F, P + 1);
+  const g = new Float64Array(buf, RQ_G, P + 1);
+  const v = new Float64Array(buf, RQ_V, P + 1);
+  const r = new Float64Array(buf, RQ_R, P + 1);
+  r[0] = fqRecip(3);
+  f[0] = 1;
+  f[P - 1] = f[P] = -1;
+  for (let i = 0; i < P; i++) g[P - 1 - i] = input[i];
+  const delta = divsteps(k.rq);
+  const scale = fqRecip(f[0]);
   const out = new Int32Array(P);
   for (let i = 0; i < P; i++) out[i] = fqFreeze(scale * v[P - 1 - i]);
+  region.fill(0);
   return nonzeroMask(delta) === 0 ? out : null;
 }
 
@@ -319,9 +369,19 @@ function hashPrefix(b: number, ...parts: Uint8Array[]): Uint8Array {
   return new Uint8Array(h.digest()).subarray(0, HASH_BYTES);
 }
 
-/** p little-endian 32-bit words, one 4-byte draw each (as the reference's urandom32). */
+/**
+ * p 32-bit words, one 4-byte little-endian draw each (as the reference's
+ * urandom32), so that a deterministic source (the known-answer tests) sees
+ * the reference's sequence of requests. The system source is drawn in one
+ * call: its bytes are independent either way, and 761 separate calls cost
+ * about a millisecond on a cold start.
+ */
 function random32(random: RandomBytes): Uint32Array {
   const out = new Uint32Array(P);
+  if (random === systemRandom) {
+    randomFillSync(out);
+    return out;
+  }
   for (let i = 0; i < P; i++) {
     const c = random(4);
     out[i] = (c[0] | (c[1] << 8) | (c[2] << 16) | (c[3] << 24)) >>> 0;
