@@ -107,6 +107,8 @@ export interface TunnelServer {
   takenNames: Set<string>;
   /** Relay targets allowed for /v1/relay. */
   relayAllow: Set<string>;
+  /** Called with each `tcpip-forward` name before it is answered. */
+  onRegister: ((name: string) => void) | null;
   /** Sends one HTTP/1.1 GET for `name` through its tunnel; the raw response. */
   request(
     name: string,
@@ -191,6 +193,7 @@ export function startTunnelServer(
             onGlobalRequest: (name, data) => {
               if (name === "tcpip-forward") {
                 const { address } = decodeTcpipForward(data, name);
+                server.onRegister?.(address);
                 if (server.takenNames.has(address)) return false;
                 // Take over from an older connection of the same user.
                 for (const t of tunnels) {
@@ -274,6 +277,7 @@ export function startTunnelServer(
     refuse: null,
     takenNames: new Set(),
     relayAllow: new Set(),
+    onRegister: null,
     async request(name, path = "/", body, eofAfterRequest = false) {
       const t = tunnelFor(name);
       if (t === undefined || t.ssh.connection === null) {

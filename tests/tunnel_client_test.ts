@@ -257,6 +257,39 @@ Deno.test("TunnelClient notices a dead SSH layer through keepalives", async () =
   }
 });
 
+Deno.test("TunnelClient closed while it registers its names stops at once", async () => {
+  // close() lands after the SSH connection is up but before the names are
+  // registered: nothing else (no heartbeat, no keepalive) would end that
+  // session, so close() must.
+  const service = startService();
+  const server = startTunnelServer();
+  const { client, states } = clientFor(server, service.port, {
+    heartbeatInterval: 0,
+    keepaliveInterval: 0,
+  });
+  let closing: Promise<void> | undefined;
+  server.onRegister = () => {
+    closing ??= client.close();
+  };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    client.start();
+    await waitFor("a registration", () => closing !== undefined);
+    const outcome = await Promise.race([
+      closing!.then(() => "closed"),
+      new Promise((r) => timer = setTimeout(() => r("still running"), 5000)),
+    ]);
+    assert.equal(outcome, "closed");
+    assert.deepEqual(states.map((s) => s.state), ["connecting", "closed"]);
+    await assert.rejects(client.ready(), /has stopped/);
+  } finally {
+    clearTimeout(timer);
+    server.onRegister = null;
+    await server.close();
+    await service.close();
+  }
+});
+
 Deno.test("TunnelClient stops at a wrong pinned host key without retrying", async () => {
   const server = startTunnelServer();
   const other = generatePrivateKey("ed25519").publicKey.fingerprint();

@@ -456,6 +456,10 @@ export class TunnelClient {
         let retryAfter: number | undefined;
         try {
           const session = await this.#connectOnce();
+          if (this.#closing) {
+            await this.#teardown(session);
+            break;
+          }
           this.#session = session;
           if (this.#everConnected) this.#stats.reconnects++;
           this.#everConnected = true;
@@ -696,6 +700,17 @@ export class TunnelClient {
         ws.drop();
       },
     };
+    // close() during set-up (names still being registered): close() only
+    // ends the session #run has taken over, so without this nothing would
+    // end this one, and #run would wait on it forever.
+    const onAbort = () => {
+      if (this.#session !== session) session.stop();
+    };
+    if (signal.aborted) onAbort();
+    else {
+      signal.addEventListener("abort", onAbort, { once: true });
+      ended.promise.then(() => signal.removeEventListener("abort", onAbort));
+    }
     try {
       await Promise.all(
         [...this.#targets.keys()].map((name) => this.#register(session, name)),
