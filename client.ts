@@ -64,6 +64,7 @@ import {
   Transport,
 } from "./transport/transport.ts";
 import { DisconnectReason, Msg } from "./wire/messages.ts";
+import { markRaw } from "./transport/_raw_conn.ts";
 
 export type {
   ClientAuthOptions,
@@ -299,6 +300,7 @@ export async function connect(options: ConnectOptions): Promise<SshClient> {
         } as Deno.ConnectOptions,
       );
       conn.setNoDelay(true);
+      markRaw(conn);
       duplex = conn;
     }
     const inbox = new Inbox();

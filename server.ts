@@ -39,6 +39,7 @@ import type { PrivateKey } from "./keys/types.ts";
 import type { Certificate } from "./keys/certificate.ts";
 import type { AlgorithmPreferences } from "./transport/algorithms.ts";
 import { type Duplex, Transport } from "./transport/transport.ts";
+import { closeQuietly, markRaw } from "./transport/_raw_conn.ts";
 import { DisconnectReason, Msg } from "./wire/messages.ts";
 
 export type {
@@ -411,6 +412,7 @@ export function serve(options: ServeOptions): SshServer {
       return;
     }
     conn.setNoDelay(true);
+    markRaw(conn);
     log({ type: "connect", remoteAddress });
     unauthenticated++;
     let counted = true;
@@ -427,7 +429,8 @@ export function serve(options: ServeOptions): SshServer {
       server = await acceptConnection(conn, connOptions);
     } catch (e) {
       uncount();
-      conn.close();
+      // The transport has usually closed it already.
+      closeQuietly(conn);
       log({ type: "close", remoteAddress, reason: (e as Error).message });
       return;
     }

@@ -1,8 +1,10 @@
 /**
  * Exact-length reads from a byte stream.
  *
- * Uses a BYOB reader when the stream is a byte stream (`Deno.Conn`, our
- * in-memory pairs), so a packet lands directly in the buffer it will be
+ * Reads a connection of our own (see `./_raw_conn.ts`) with `read()` into
+ * our buffers, without the stream machinery; uses a BYOB reader when the
+ * stream is a byte stream (our in-memory pairs, a `Deno.Conn` handed in by
+ * the caller), so a packet lands directly in the buffer it will be
  * decrypted from; falls back to a default reader and a chunk queue
  * otherwise. Bytes read past what a caller asked for (only possible in the
  * fallback mode and while reading the version line) are kept for the next
@@ -11,6 +13,7 @@
  * @module
  */
 import { adoptRoom, recycleBuffer, takeBuffer } from "./_packet_room.ts";
+import { closeQuietly, type RawConn } from "./_raw_conn.ts";
 
 /**
  * Most bytes asked of the stream at once by {@linkcode ByteReader.ensure}:
@@ -21,21 +24,23 @@ export const CHUNK_BYTES: number = 256 * 1024;
 export const MIN_READ_BYTES: number = 256;
 
 export class ByteReader {
-  readonly #byob: ReadableStreamBYOBReader | null;
-  readonly #plain: ReadableStreamDefaultReader<Uint8Array> | null;
+  readonly #raw: RawConn | null = null;
+  readonly #byob: ReadableStreamBYOBReader | null = null;
+  readonly #plain: ReadableStreamDefaultReader<Uint8Array> | null = null;
   /** Bytes already read from the stream but not yet consumed. */
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
 
-  constructor(stream: ReadableStream<Uint8Array>) {
-    let byob: ReadableStreamBYOBReader | null = null;
-    try {
-      byob = stream.getReader({ mode: "byob" });
-    } catch {
-      byob = null;
+  constructor(source: ReadableStream<Uint8Array> | RawConn) {
+    if (!(source instanceof ReadableStream)) {
+      this.#raw = source;
+      return;
     }
-    this.#byob = byob;
-    this.#plain = byob ? null : stream.getReader();
+    try {
+      this.#byob = source.getReader({ mode: "byob" });
+    } catch {
+      this.#plain = source.getReader();
+    }
   }
 
   /** Pushes bytes back to be returned first by the next read. */
@@ -59,6 +64,11 @@ export class ByteReader {
       }
       return first;
     }
+    if (this.#raw) {
+      const buf = new Uint8Array(max);
+      const n = await this.#raw.read(buf);
+      return n === null ? null : buf.subarray(0, n);
+    }
     if (this.#byob) {
       const { value, done } = await this.#byob.read(new Uint8Array(max));
       if (done || !value) return null;
@@ -71,63 +81,6 @@ export class ByteReader {
       return value.subarray(0, max);
     }
     return value;
-  }
-
-  /**
-   * Reads exactly `n` bytes into `target` at `offset`. A BYOB read transfers
-   * the buffer, so the caller must use the returned array (same bytes, new
-   * owner) instead of `target`. Returns null when the stream ends before the
-   * first byte; throws when it ends midway.
-   */
-  async readInto(
-    target: Uint8Array,
-    offset: number,
-    n: number,
-  ): Promise<Uint8Array | null> {
-    let got = 0;
-    while (got < n && this.#pendingBytes > 0) {
-      const first = this.#pending[0];
-      const take = Math.min(first.length, n - got);
-      target.set(first.subarray(0, take), offset + got);
-      got += take;
-      this.#pendingBytes -= take;
-      if (take === first.length) this.#pending.shift();
-      else this.#pending[0] = first.subarray(take);
-    }
-    if (this.#byob) {
-      // Captured up front: a detached view reports byteOffset 0.
-      const base = target.byteOffset;
-      const size = target.length;
-      while (got < n) {
-        const view = target.subarray(offset + got, offset + n);
-        const { value, done } = await this.#byob.read(view, {
-          min: view.length,
-        });
-        if (done || !value) {
-          if (got === 0) return null;
-          throw new SyntaxError(
-            `Connection closed in the middle of a packet (${got} of ${n} bytes)`,
-          );
-        }
-        target = new Uint8Array(value.buffer, base, size);
-        got += value.length;
-      }
-      return target;
-    }
-    while (got < n) {
-      const { value, done } = await this.#plain!.read();
-      if (done || !value) {
-        if (got === 0) return null;
-        throw new SyntaxError(
-          `Connection closed in the middle of a packet (${got} of ${n} bytes)`,
-        );
-      }
-      const take = Math.min(value.length, n - got);
-      target.set(value.subarray(0, take), offset + got);
-      got += take;
-      if (take < value.length) this.unshift(value.subarray(take));
-    }
-    return target;
   }
 
   // ----- Chunked reading: one read per many packets, packets as views. -----
@@ -164,7 +117,12 @@ export class ByteReader {
     while (got < n) {
       let value: Uint8Array | undefined;
       let done: boolean;
-      if (this.#byob) {
+      if (this.#raw) {
+        // Into the rest of the buffer: whatever the kernel has, up to that.
+        const k = await this.#raw.read(next.subarray(got));
+        done = k === null;
+        value = k === null ? undefined : next.subarray(got, got + k);
+      } else if (this.#byob) {
         // The read transfers the buffer: `next` is detached (length 0)
         // until rebuilt on the buffer it returns.
         const old = next.buffer;
@@ -268,8 +226,13 @@ export class ByteReader {
     if (!this.#views.has(buf) && buf.byteLength > 0) recycleBuffer(buf);
   }
 
-  /** Cancels the underlying stream and releases the lock. */
+  /** Cancels the underlying stream and releases the lock (closes a raw
+   * connection). */
   async cancel(reason?: unknown): Promise<void> {
+    if (this.#raw) {
+      closeQuietly(this.#raw);
+      return;
+    }
     const r = this.#byob ?? this.#plain!;
     try {
       await r.cancel(reason);

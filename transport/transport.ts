@@ -29,6 +29,7 @@ import { DisconnectReason, Msg } from "../wire/messages.ts";
 import { SshReader } from "../wire/reader.ts";
 import { SshWriter } from "../wire/writer.ts";
 import { ByteReader } from "./_byte_reader.ts";
+import { asRaw, RawWriter } from "./_raw_conn.ts";
 import {
   type AlgorithmPreferences,
   decodeKexInit,
@@ -240,7 +241,10 @@ export class Transport {
   readonly #side: "client" | "server";
   readonly #prefs: AlgorithmPreferences;
   readonly #reader: ByteReader;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #writer: Pick<
+    WritableStreamDefaultWriter<Uint8Array>,
+    "ready" | "write" | "close" | "abort"
+  >;
   readonly #ourId: string;
   #peerId = "";
   #in: Direction;
@@ -324,8 +328,9 @@ export class Transport {
       }
     }
     this.#ourId = makeIdentification(options.softwareVersion);
-    this.#reader = new ByteReader(duplex.readable);
-    this.#writer = duplex.writable.getWriter();
+    const raw = asRaw(duplex);
+    this.#reader = new ByteReader(raw ?? duplex.readable);
+    this.#writer = raw ? new RawWriter(raw) : duplex.writable.getWriter();
     const plain = (): Direction => ({
       cipher: createNoneCipher(),
       compressor: null,
