@@ -20,8 +20,8 @@
 // every process that imports keys/mod.ts, servers included), for a cipher
 // used only to open or write passphrase-protected key files.
 import { createCipheriv, createDecipheriv, getRandomValues } from "node:crypto";
-import { chacha20orig } from "@noble/ciphers/chacha.js";
-import { poly1305 } from "@noble/ciphers/_poly1305.js";
+import { poly1305Wasm } from "../transport/cipher/_poly1305.ts";
+import { constantTimeEqual, streamXor } from "../transport/cipher/_common.ts";
 import { SshReader } from "../wire/reader.ts";
 import { SshWriter } from "../wire/writer.ts";
 import { isKeyType } from "./algorithms.ts";
@@ -385,16 +385,16 @@ function decrypt(
       // PROTOCOL.chacha20poly1305 with sequence number 0 and no length
       // field: K_2 (first 32 bytes) keys both the Poly1305 key (block 0)
       // and the payload (blocks from 1); K_1 is unused without a header.
+      // node:crypto's chacha20 takes OpenSSL's 16-byte IV: the 64-bit block
+      // counter little-endian, then the 64-bit nonce (0 here).
       const mainKey = key.subarray(0, 32);
-      const nonce = new Uint8Array(8);
-      const polyKey = chacha20orig(mainKey, nonce, new Uint8Array(32));
-      const expected = poly1305(data, polyKey);
-      let diff = expected.length ^ tag.length;
-      for (let i = 0; i < expected.length && i < tag.length; i++) {
-        diff |= expected[i] ^ tag[i];
+      const iv = new Uint8Array(16);
+      const polyKey = streamXor("chacha20", mainKey, iv, new Uint8Array(32));
+      if (!constantTimeEqual(poly1305Wasm(data, polyKey), tag)) {
+        throw new Error("Poly1305 tag mismatch");
       }
-      if (diff !== 0) throw new Error("Poly1305 tag mismatch");
-      return chacha20orig(mainKey, nonce, data, undefined, 1);
+      iv[0] = 1;
+      return new Uint8Array(streamXor("chacha20", mainKey, iv, data));
     }
     default:
       return data;

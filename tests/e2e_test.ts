@@ -294,6 +294,41 @@ Deno.test("rekey in both directions mid-transfer loses nothing", async () => {
   }
 });
 
+Deno.test("rekeyInterval: keys are replaced on time, idle or not", async () => {
+  // The shared clock wakes at most once a second; a packet sent after the
+  // deadline but before the clock fires waits for new keys all the same.
+  const pair = await connectPair({ onSession: echoHandler }, {
+    rekeyInterval: 200,
+  });
+  try {
+    const first = await pair.client.exec("echo one");
+    assert.equal(decoder.decode(first.stdout), "one\n");
+    const before = pair.client.transport.kexCount;
+    await new Promise((r) => setTimeout(r, 300));
+    const second = await pair.client.exec("echo two");
+    assert.equal(decoder.decode(second.stdout), "two\n");
+    assert.ok(
+      pair.client.transport.kexCount > before,
+      `kexCount stayed ${before}`,
+    );
+    assert.equal(
+      pair.server.transport.kexCount,
+      pair.client.transport.kexCount,
+    );
+    // Idle: the clock rekeys on its own (within its 1 s granularity).
+    const third = pair.client.transport.kexCount;
+    const deadline = Date.now() + 5000;
+    while (pair.client.transport.kexCount === third) {
+      assert.ok(Date.now() < deadline, "an idle connection never rekeyed");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const after = await pair.client.exec("echo three");
+    assert.equal(decoder.decode(after.stdout), "three\n");
+  } finally {
+    await pair.close();
+  }
+});
+
 Deno.test("strict kex resets sequence numbers after each NEWKEYS", async () => {
   const pair = await connectPair({ onSession: echoHandler });
   try {

@@ -30,6 +30,7 @@ import { SshReader } from "../wire/reader.ts";
 import { SshWriter } from "../wire/writer.ts";
 import { ByteReader } from "./_byte_reader.ts";
 import { asRaw, RawWriter } from "./_raw_conn.ts";
+import { DeadlineClock } from "./_deadline_clock.ts";
 import {
   type AlgorithmPreferences,
   decodeKexInit,
@@ -271,7 +272,17 @@ export class Transport {
   #wakeReader: (() => void) | null = null;
   /** Wakes the pump once the pipeline has room. */
   #sendRoom: (() => void) | null = null;
-  #rekeyTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * When the current keys are due for replacement (`rekeyInterval`). One
+   * clock serves every transport (a timer per connection costs more than
+   * the rest of an idle session's state); packets coming and going check
+   * the deadline too, so none goes out under keys past their time even if
+   * the clock is late (see #pump).
+   */
+  #rekeyAt = Infinity;
+  static readonly #rekeyClock = new DeadlineClock<Transport>((t) =>
+    t.#startKex()
+  );
   /** Client: the server's host key after the first exchange. */
   #hostKey: PublicKey | null = null;
   #hostKeyBlob: Uint8Array | null = null;
@@ -585,6 +596,15 @@ export class Transport {
           continue;
         }
         let item = this.#urgent.shift();
+        if (
+          !item && !this.#kex && this.#app.length > 0 &&
+          Date.now() >= this.#rekeyAt
+        ) {
+          // Keys past their time: new ones before the next application
+          // packet (the KEXINIT just queued goes first).
+          this.#startKex();
+          continue;
+        }
         // RFC 4253 section 7.1: after our KEXINIT, nothing but transport and
         // KEX messages until our NEWKEYS.
         if (!item && !this.#kex) item = this.#app.shift();
@@ -848,8 +868,9 @@ export class Transport {
     dir.bytes += entry.size;
     this.#packetsSinceNewKeys++;
     if (
-      !this.#kex && dir.bytes >= (this.#options.rekeyBytes ?? 2 ** 30) &&
-      this.#sessionId
+      !this.#kex && this.#sessionId &&
+      (dir.bytes >= (this.#options.rekeyBytes ?? 2 ** 30) ||
+        Date.now() >= this.#rekeyAt)
     ) this.#startKex();
     return payload;
   }
@@ -1354,24 +1375,13 @@ export class Transport {
       this.#pendingSessionId = null;
       this.#firstKex.resolve();
     }
-    this.#armRekeyTimer();
+    const interval = this.#options.rekeyInterval ?? 3600_000;
+    this.#rekeyAt = interval > 0 ? Date.now() + interval : Infinity;
+    Transport.#rekeyClock.set(this, this.#rekeyAt);
     const waiters = this.#kexWaiters;
     this.#kexWaiters = [];
     for (const w of waiters) w();
     this.#pump();
-  }
-
-  #armRekeyTimer(): void {
-    if (this.#rekeyTimer !== undefined) clearTimeout(this.#rekeyTimer);
-    const interval = this.#options.rekeyInterval ?? 3600_000;
-    if (interval > 0 && Number.isFinite(interval)) {
-      const timer = setTimeout(() => {
-        this.#rekeyTimer = undefined;
-        this.#startKex();
-      }, interval);
-      Deno.unrefTimer(timer);
-      this.#rekeyTimer = timer;
-    }
   }
 
   // ---------------------------------------------------------------- closing
@@ -1385,8 +1395,7 @@ export class Transport {
     const err = error instanceof Error ? error : new Error(String(error));
     this.#isClosed = true;
     this.#closeError = clean ? undefined : err;
-    if (this.#rekeyTimer !== undefined) clearTimeout(this.#rekeyTimer);
-    this.#rekeyTimer = undefined;
+    Transport.#rekeyClock.delete(this);
     const pending = [...this.#urgent, ...this.#app];
     this.#urgent = [];
     this.#app = [];
