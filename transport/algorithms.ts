@@ -251,10 +251,28 @@ export const KEX_PSEUDO = new Set([
   "kex-strict-s-v00@openssh.com",
 ]);
 
+/**
+ * One copy of each negotiated name. A name split out of the peer's
+ * name-list is, in V8, a slice that keeps the whole list alive, and every
+ * connection holds its negotiated names for its lifetime. Only names both
+ * sides support get here, so the table stays small.
+ */
+const names = new Map<string, string>();
+
+function canonical(name: string): string {
+  let own = names.get(name);
+  if (own === undefined) {
+    // join() builds a new flat string, not a slice of the peer's list.
+    own = [...name].join("");
+    names.set(own, own);
+  }
+  return own;
+}
+
 function pick(what: string, client: string[], server: string[]): string {
   for (const c of client) {
     if (KEX_PSEUDO.has(c)) continue;
-    if (server.includes(c)) return c;
+    if (server.includes(c)) return canonical(c);
   }
   throw new DisconnectError(
     DisconnectReason.KEY_EXCHANGE_FAILED,
