@@ -1,7 +1,8 @@
 /**
  * Forwarding throughput, side by side in one run: one TCP connection
  * through a `-L` forward pushes N MiB (default 256) to a sink on 127.0.0.1
- * that answers with the byte count, for
+ * that answers with the byte count (both in a child process,
+ * bench/_forward_peer.ts), for
  *
  * - our client (forwardLocal) -> OpenSSH sshd,
  * - OpenSSH ssh -L -> OpenSSH sshd (the reference),
@@ -38,45 +39,44 @@ if (!Number.isInteger(sizeMiB) || sizeMiB <= 0 || sizeMiB > 4096) {
 }
 const total = sizeMiB * 1024 * 1024;
 
-// The sink: reads to EOF, answers with the count.
-const sink = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-const sinkPort = (sink.addr as Deno.NetAddr).port;
-(async () => {
-  for await (const conn of sink) {
-    (async () => {
-      const buf = new Uint8Array(256 * 1024);
-      let n = 0;
-      for (;;) {
-        const got = await conn.read(buf);
-        if (got === null) break;
-        n += got;
-      }
-      await conn.write(new TextEncoder().encode(`${n}\n`));
-      conn.close();
-    })().catch(() => {});
+// The traffic's source and sink, in a child process of their own
+// (bench/_forward_peer.ts): in this one they would share a thread with our
+// client or server and slow it down, while OpenSSH runs in its own.
+const peer = new Deno.Command("deno", {
+  args: [
+    "run",
+    "-q",
+    "--allow-net=127.0.0.1",
+    new URL("./_forward_peer.ts", import.meta.url).pathname,
+  ],
+  stdin: "piped",
+  stdout: "piped",
+  stderr: "inherit",
+}).spawn();
+const peerLines = peer.stdout.pipeThrough(new TextDecoderStream()).getReader();
+let peerBuffered = "";
+async function peerLine(): Promise<string> {
+  for (;;) {
+    const nl = peerBuffered.indexOf("\n");
+    if (nl >= 0) {
+      const line = peerBuffered.slice(0, nl);
+      peerBuffered = peerBuffered.slice(nl + 1);
+      return line;
+    }
+    const { value, done } = await peerLines.read();
+    if (done) throw new Error("bench/_forward_peer.ts exited");
+    peerBuffered += value;
   }
-})();
+}
+const peerInput = peer.stdin.getWriter();
+const sinkPort = Number((await peerLine()).split(" ")[1]);
 
-/** Pushes `total` bytes through 127.0.0.1:port; returns MB/s. */
+/** Pushes `total` bytes through 127.0.0.1:port from the peer; MB/s. */
 async function push(port: number): Promise<number> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const chunk = new Uint8Array(256 * 1024).fill(0x5a);
-  const start = performance.now();
-  for (let sent = 0; sent < total;) {
-    const n = Math.min(chunk.length, total - sent);
-    let off = 0;
-    while (off < n) off += await conn.write(chunk.subarray(off, n));
-    sent += n;
-  }
-  await conn.closeWrite();
-  const reply = new TextDecoder().decode(
-    new Uint8Array(await new Response(conn.readable).arrayBuffer()),
-  );
-  const seconds = (performance.now() - start) / 1000;
-  if (Number(reply.trim()) !== total) {
-    throw new Error(`sink got ${reply.trim()} bytes, expected ${total}`);
-  }
-  return total / 1e6 / seconds;
+  await peerInput.write(new TextEncoder().encode(`push ${port} ${total}\n`));
+  const [kind, ...rest] = (await peerLine()).split(" ");
+  if (kind !== "rate") throw new Error(`push failed: ${rest.join(" ")}`);
+  return Number(rest[0]);
 }
 
 /** Starts `ssh -N -L` and waits until it listens. */
@@ -175,7 +175,8 @@ try {
 } finally {
   await ours.close();
   await sshd.stop();
-  sink.close();
+  await peerInput.close();
+  await peer.status;
   await Deno.remove(dir, { recursive: true });
 }
 const reference = results["ssh -> sshd"];
