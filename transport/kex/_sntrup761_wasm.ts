@@ -169,6 +169,42 @@ const F64X2_MUL = simd(0xf2);
 /** min(a, b) of i32 expressions (each emitted twice): select, no branch. */
 const minI32 = (a: Code, b: Code): Code => [a, b, a, b, I32_LT_S, SELECT];
 
+/** Parameters of both divstep kernels: (first, end, delta) -> delta. */
+const [LOOPI, END_, DELTA] = [0, 1, 2];
+
+/**
+ * delta <- (swap ? -delta : delta) + 1 without a branch, `mask` pushing the
+ * swap as an i32 0 or -1.
+ */
+const nextDelta = (mask: Code): Code => [
+  get(DELTA),
+  mask,
+  get(DELTA),
+  i32(0),
+  get(DELTA),
+  I32_SUB,
+  I32_XOR,
+  I32_AND,
+  I32_XOR,
+  i32(1),
+  I32_ADD,
+  set(DELTA),
+];
+
+/** Closes a divstep kernel's step loop (while ++first < end) and returns
+ * delta. */
+const DIVSTEPS_END: Code = [
+  get(LOOPI),
+  i32(1),
+  I32_ADD,
+  tee(LOOPI),
+  get(END_),
+  I32_LT_S,
+  brIf(0),
+  END,
+  get(DELTA),
+];
+
 // ----- kernel: R/q divsteps -----
 //
 // rq(first, end, delta) -> delta runs steps first..end-1 of the 2p-1 (see
@@ -182,8 +218,7 @@ const minI32 = (a: Code, b: Code): Code => [a, b, a, b, I32_LT_S, SELECT];
 // doubles. Each loop handles two coefficients per iteration (f64x2).
 
 function rqKernel(): Code {
-  // Parameters, then locals.
-  const [LOOPI, END_, DELTA] = [0, 1, 2];
+  // Locals after the parameters (LOOPI, END_, DELTA).
   const [SW, PP, TOP] = [3, 4, 5]; // i32
   const [S, F0, G0, D] = [6, 7, 8, 9]; // f64
   const [VS, VF0, VG0, VQ, VIQ] = [10, 11, 12, 13, 14]; // v128
@@ -286,19 +321,7 @@ function rqKernel(): Code {
     get(SW),
     I32_SUB,
     set(SW),
-    // delta <- (swap ? -delta : delta) + 1
-    get(DELTA),
-    get(SW),
-    get(DELTA),
-    i32(0),
-    get(DELTA),
-    I32_SUB,
-    I32_XOR,
-    I32_AND,
-    I32_XOR,
-    i32(1),
-    I32_ADD,
-    set(DELTA),
+    nextDelta(get(SW)),
     // Swapped scalars: f0 <- f0 + s*(g0 - f0), g0 <- g0 - s*(g0 - f0); the
     // new f0 is stored (the loops below start at position 1 of f).
     get(S),
@@ -368,15 +391,7 @@ function rqKernel(): Code {
     get(TOP),
     f64(0),
     f64Store(RQ_G),
-    get(LOOPI),
-    i32(1),
-    I32_ADD,
-    tee(LOOPI),
-    get(END_),
-    I32_LT_S,
-    brIf(0),
-    END,
-    get(DELTA),
+    DIVSTEPS_END,
   ];
   return [locals, code];
 }
@@ -394,11 +409,22 @@ const TOP_MASK = (1n << BigInt(P + 1 - 64 * (R3_WORDS - 1))) - 1n;
 const S_PLANE = 8 * R3_WORDS;
 
 function r3Kernel(): Code {
-  const [LOOPI, END_, DELTA] = [0, 1, 2];
+  // Locals after the parameters (LOOPI, END_, DELTA).
   const [PP] = [3]; // i32
   const [SW, DN, DS, AN, AS, BN, BS, T] = [4, 5, 6, 7, 8, 9, 10, 11]; // i64
   const locals = [[1, I32], [8, I64]];
   const I64_NOT = [i64(-1n), I64_XOR];
+  /** Closes a loop over 8-byte words: PP += 8 while PP != `limit`. */
+  const wordLoopEnd = (limit: number): Code => [
+    get(PP),
+    i32(8),
+    I32_ADD,
+    tee(PP),
+    i32(limit),
+    I32_NE,
+    brIf(0),
+    END,
+  ];
   /** Shifts the two planes of poly at `base` up (x*) by one position. */
   const shiftUp = (base: number) => [
     i32(8 * (R3_WORDS - 1)),
@@ -507,14 +533,7 @@ function r3Kernel(): Code {
     I64_AND,
     I64_XOR,
     i64Store(a + S_PLANE),
-    get(PP),
-    i32(8),
-    I32_ADD,
-    tee(PP),
-    i32(8 * R3_WORDS),
-    I32_NE,
-    brIf(0),
-    END,
+    wordLoopEnd(8 * R3_WORDS),
   ];
   /** g <- g/x (its position 0 is zero after the elimination). */
   const shiftDown = (base: number) => [
@@ -534,14 +553,7 @@ function r3Kernel(): Code {
       I64_OR,
       i64Store(base + pl),
     ]),
-    get(PP),
-    i32(8),
-    I32_ADD,
-    tee(PP),
-    i32(8 * (R3_WORDS - 1)),
-    I32_NE,
-    brIf(0),
-    END,
+    wordLoopEnd(8 * (R3_WORDS - 1)),
     [0, S_PLANE].map((pl) => [
       get(PP),
       get(PP),
@@ -567,33 +579,13 @@ function r3Kernel(): Code {
     I64_AND,
     I64_SUB,
     set(SW),
-    // delta <- (swap ? -delta : delta) + 1
-    get(DELTA),
-    get(SW),
-    I32_WRAP_I64,
-    get(DELTA),
-    i32(0),
-    get(DELTA),
-    I32_SUB,
-    I32_XOR,
-    I32_AND,
-    I32_XOR,
-    i32(1),
-    I32_ADD,
-    set(DELTA),
+    nextDelta([get(SW), I32_WRAP_I64]),
     i32(0),
     set(PP),
     LOOP,
     swap(R3_F, R3_G),
     swap(R3_V, R3_R),
-    get(PP),
-    i32(8),
-    I32_ADD,
-    tee(PP),
-    i32(2 * S_PLANE),
-    I32_NE,
-    brIf(0),
-    END,
+    wordLoopEnd(2 * S_PLANE),
     // d = -g0*f0: DN = -(g0 != 0), DS = -(sign f0 == sign g0).
     i64(0n),
     i32(0),
@@ -617,15 +609,7 @@ function r3Kernel(): Code {
     addMul(R3_G, R3_F),
     shiftDown(R3_G),
     addMul(R3_R, R3_V),
-    get(LOOPI),
-    i32(1),
-    I32_ADD,
-    tee(LOOPI),
-    get(END_),
-    I32_LT_S,
-    brIf(0),
-    END,
-    get(DELTA),
+    DIVSTEPS_END,
   ];
   return [locals, code];
 }
