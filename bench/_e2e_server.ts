@@ -19,6 +19,7 @@
 import { parseArgs } from "node:util";
 import { commandSessionHandler, serve } from "../server.ts";
 import { parsePrivateKey } from "../keys/mod.ts";
+import { lines } from "./_lines.ts";
 
 const { values } = parseArgs({
   options: {
@@ -52,23 +53,15 @@ const limit = setTimeout(() => {
 console.log(`listening ${server.addr.port}`);
 
 const encoder = new TextEncoder();
-let pending = "";
-for await (
-  const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())
-) {
-  pending += chunk;
-  let nl;
-  while ((nl = pending.indexOf("\n")) >= 0) {
-    const line = pending.slice(0, nl).trim();
-    pending = pending.slice(nl + 1);
-    if (line === "gc" || line === "mem") {
-      // Needs --v8-flags=--expose-gc; without it the answer is as is.
-      if (line === "gc") {
-        (globalThis as { gc?: () => void }).gc?.();
-      }
-      const reply = { ...Deno.memoryUsage(), authenticated, open };
-      await Deno.stdout.write(encoder.encode(JSON.stringify(reply) + "\n"));
+for await (const raw of lines(Deno.stdin.readable)) {
+  const line = raw.trim();
+  if (line === "gc" || line === "mem") {
+    // Needs --v8-flags=--expose-gc; without it the answer is as is.
+    if (line === "gc") {
+      (globalThis as { gc?: () => void }).gc?.();
     }
+    const reply = { ...Deno.memoryUsage(), authenticated, open };
+    await Deno.stdout.write(encoder.encode(JSON.stringify(reply) + "\n"));
   }
 }
 clearTimeout(limit);

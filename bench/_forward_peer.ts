@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { lines } from "./_lines.ts";
 
 const sink = Deno.listen({ hostname: "127.0.0.1", port: 0 });
 (async () => {
@@ -57,21 +58,13 @@ const limit = setTimeout(() => Deno.exit(1), 10 * 60_000);
 const out = (line: string) =>
   Deno.stdout.write(new TextEncoder().encode(line + "\n"));
 await out(`sink ${(sink.addr as Deno.NetAddr).port}`);
-let pending = "";
-for await (
-  const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())
-) {
-  pending += chunk;
-  let nl;
-  while ((nl = pending.indexOf("\n")) >= 0) {
-    const [cmd, port, bytes] = pending.slice(0, nl).trim().split(" ");
-    pending = pending.slice(nl + 1);
-    if (cmd !== "push") continue;
-    try {
-      await out(`rate ${await push(Number(port), Number(bytes))}`);
-    } catch (e) {
-      await out(`error ${(e as Error).message}`);
-    }
+for await (const line of lines(Deno.stdin.readable)) {
+  const [cmd, port, bytes] = line.trim().split(" ");
+  if (cmd !== "push") continue;
+  try {
+    await out(`rate ${await push(Number(port), Number(bytes))}`);
+  } catch (e) {
+    await out(`error ${(e as Error).message}`);
   }
 }
 clearTimeout(limit);

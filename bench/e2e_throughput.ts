@@ -41,7 +41,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { connect, type SshClient } from "../client.ts";
+import { connect, type ConnectOptions, type SshClient } from "../client.ts";
 import { parsePrivateKey } from "../keys/mod.ts";
 import { cipherInfo } from "../transport/cipher/mod.ts";
 import {
@@ -60,6 +60,7 @@ import {
   median,
   svgCharts,
 } from "./_e2e_report.ts";
+import { lineReader } from "./_lines.ts";
 
 const SECTIONS = ["throughput", "startup", "handshakes", "memory"] as const;
 /**
@@ -238,21 +239,8 @@ async function startOurServer(
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  const nextLine = async (): Promise<string> => {
-    for (;;) {
-      const nl = buffered.indexOf("\n");
-      if (nl >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        return line;
-      }
-      const { value, done } = await lines.read();
-      if (done) throw new Error("our server exited");
-      buffered += value;
-    }
-  };
+  const lines = lineReader(child.stdout, "our server");
+  const nextLine = () => lines.next();
   const writer = child.stdin.getWriter();
   const stop = async () => {
     await writer.close().catch(() => {});
@@ -303,6 +291,21 @@ interface Target {
   port: number;
   fingerprint: string;
   knownHosts: string;
+}
+
+/** Our library client, logged in as root with the bench's user key. */
+function connectTo(
+  target: Target,
+  algorithms: ConnectOptions["algorithms"] = {},
+): Promise<SshClient> {
+  return connect({
+    hostname: "127.0.0.1",
+    port: target.port,
+    username: "root",
+    privateKeys: [userKey],
+    verifyHostKey: (k) => k.fingerprint() === target.fingerprint,
+    algorithms,
+  });
 }
 
 function quote(args: readonly string[]): string {
@@ -677,14 +680,7 @@ try {
         Array.from({ length: concurrency }, async () => {
           while (performance.now() < deadline) {
             try {
-              const c = await connect({
-                hostname: "127.0.0.1",
-                port: target.port,
-                username: "root",
-                privateKeys: [userKey],
-                verifyHostKey: (k) => k.fingerprint() === target.fingerprint,
-                algorithms: kex ? { kex: [kex] } : {},
-              });
+              const c = await connectTo(target, kex ? { kex: [kex] } : {});
               negotiated ||= c.algorithms.kex ?? "";
               await c.close();
               count++;
@@ -781,13 +777,7 @@ try {
         Array.from({ length: concurrency }, async () => {
           while (next < sessionCount && performance.now() < deadline) {
             next++;
-            const c = await connect({
-              hostname: "127.0.0.1",
-              port: target.port,
-              username: "root",
-              privateKeys: [userKey],
-              verifyHostKey: (k) => k.fingerprint() === target.fingerprint,
-            });
+            const c = await connectTo(target);
             clients.push(c);
             await c.openSession();
           }

@@ -28,6 +28,7 @@ import {
   sshKeygen,
   startSshd,
 } from "../tests/_openssh.ts";
+import { lineReader } from "./_lines.ts";
 
 const { values } = parseArgs({
   options: { size: { type: "string", default: "256" } },
@@ -53,28 +54,14 @@ const peer = new Deno.Command("deno", {
   stdout: "piped",
   stderr: "inherit",
 }).spawn();
-const peerLines = peer.stdout.pipeThrough(new TextDecoderStream()).getReader();
-let peerBuffered = "";
-async function peerLine(): Promise<string> {
-  for (;;) {
-    const nl = peerBuffered.indexOf("\n");
-    if (nl >= 0) {
-      const line = peerBuffered.slice(0, nl);
-      peerBuffered = peerBuffered.slice(nl + 1);
-      return line;
-    }
-    const { value, done } = await peerLines.read();
-    if (done) throw new Error("bench/_forward_peer.ts exited");
-    peerBuffered += value;
-  }
-}
+const peerLines = lineReader(peer.stdout, "bench/_forward_peer.ts");
 const peerInput = peer.stdin.getWriter();
-const sinkPort = Number((await peerLine()).split(" ")[1]);
+const sinkPort = Number((await peerLines.next()).split(" ")[1]);
 
 /** Pushes `total` bytes through 127.0.0.1:port from the peer; MB/s. */
 async function push(port: number): Promise<number> {
   await peerInput.write(new TextEncoder().encode(`push ${port} ${total}\n`));
-  const [kind, ...rest] = (await peerLine()).split(" ");
+  const [kind, ...rest] = (await peerLines.next()).split(" ");
   if (kind !== "rate") throw new Error(`push failed: ${rest.join(" ")}`);
   return Number(rest[0]);
 }
