@@ -1,10 +1,10 @@
 /**
  * The few pieces of the WebAssembly binary format (WebAssembly Core
  * specification, section 5) that our hand-assembled modules need: LEB128
- * integers, vectors, names and sections. Shared by the Poly1305 block loop
- * (transport/cipher/_poly1305.ts) and the sntrup761 kernels
- * (transport/kex/_sntrup761_wasm.ts), which encode their instructions
- * themselves; no WebAssembly toolchain is needed.
+ * integers, vectors, names, sections and the instructions both use. Shared
+ * by the Poly1305 block loop (transport/cipher/_poly1305.ts) and the
+ * sntrup761 kernels (transport/kex/_sntrup761_wasm.ts), which add the
+ * instructions only they need; no WebAssembly toolchain is needed.
  *
  * @module
  */
@@ -73,3 +73,70 @@ export function name(s: string): number[] {
 export function section(id: number, body: number[]): number[] {
   return [id, ...uleb(body.length), ...body];
 }
+
+// ----- Instructions both modules use (section 5.4) -----
+
+/** Value type i32. */
+export const I32 = 0x7f;
+/** Value type i64. */
+export const I64 = 0x7e;
+/** Value type v128. */
+export const V128 = 0x7b;
+
+/** `block` with no result. */
+export const BLOCK: number[] = [0x02, 0x40];
+/** `loop` with no result. */
+export const LOOP: number[] = [0x03, 0x40];
+/** `end` of a block, loop or function. */
+export const END: number[] = [0x0b];
+/** `br depth`. */
+export const br = (depth: number): number[] => [0x0c, ...uleb(depth)];
+/** `br_if depth`. */
+export const brIf = (depth: number): number[] => [0x0d, ...uleb(depth)];
+/** `local.get i`. */
+export const get = (i: number): number[] => [0x20, ...uleb(i)];
+/** `local.set i`. */
+export const set = (i: number): number[] => [0x21, ...uleb(i)];
+/** `local.tee i`. */
+export const tee = (i: number): number[] => [0x22, ...uleb(i)];
+/** `i32.const n`. */
+export const i32 = (n: number): number[] => [0x41, ...sleb(n)];
+/** `i64.const n`. */
+export const i64 = (n: bigint): number[] => [0x42, ...sleb64(n)];
+/** `i64.load` (8-byte aligned) at the address on the stack plus `offset`. */
+export const i64Load = (offset: number): number[] => [
+  0x29,
+  3,
+  ...uleb(offset),
+];
+/** `i64.store` (8-byte aligned). */
+export const i64Store = (offset: number): number[] => [
+  0x37,
+  3,
+  ...uleb(offset),
+];
+/** `i32.add`. */
+export const I32_ADD: number[] = [0x6a];
+/** `i32.sub`. */
+export const I32_SUB: number[] = [0x6b];
+/** `i64.and`. */
+export const I64_AND: number[] = [0x83];
+/** `i64.or`. */
+export const I64_OR: number[] = [0x84];
+/** `i64.shr_u`. */
+export const I64_SHR_U: number[] = [0x88];
+/** `i32.wrap_i64`. */
+export const I32_WRAP_I64: number[] = [0xa7];
+/** `i64.extend_i32_u`. */
+export const I64_EXTEND_I32_U: number[] = [0xad];
+/** A SIMD instruction: the 0xfd prefix, its opcode, its immediates. */
+export const simd = (op: number, ...imm: number[]): number[] => [
+  0xfd,
+  ...uleb(op),
+  ...imm,
+];
+/** `v128.load` with alignment 0 (any address). */
+export const v128Load = (offset: number): number[] =>
+  simd(0x00, 0, ...uleb(offset));
+/** `i32x4.splat`. */
+export const I32X4_SPLAT: number[] = simd(0x11);

@@ -26,33 +26,43 @@
  *
  * @module
  */
-import { name, section, sleb, uleb, vec } from "../_wasm_encoding.ts";
+import {
+  BLOCK,
+  br,
+  brIf,
+  END,
+  get,
+  I32,
+  i32,
+  I32_ADD,
+  I32_SUB,
+  I32_WRAP_I64,
+  I32X4_SPLAT,
+  I64,
+  i64,
+  I64_AND,
+  I64_EXTEND_I32_U,
+  I64_OR,
+  I64_SHR_U,
+  i64Load,
+  i64Store,
+  LOOP,
+  name,
+  section,
+  set,
+  simd,
+  uleb,
+  V128,
+  v128Load,
+  vec,
+} from "../_wasm_encoding.ts";
 
-const I32 = 0x7f;
-const I64 = 0x7e;
-
-// Instructions used below.
-const get = (i: number) => [0x20, ...uleb(i)];
-const set = (i: number) => [0x21, ...uleb(i)];
-const i32c = (v: number) => [0x41, ...sleb(v)];
-const i64c = (v: number) => [0x42, ...sleb(v)];
+// Instructions used below besides the shared ones.
 /** i64.load32_u with alignment 0 (the message may be at any offset). */
 const load32 = (offset: number) => [0x35, 0x00, ...uleb(offset)];
-const load64 = (offset: number) => [0x29, 0x03, ...uleb(offset)];
-const store64 = (offset: number) => [0x37, 0x03, ...uleb(offset)];
-const I32_ADD = [0x6a];
 const I32_GE_U = [0x4f];
 const I64_ADD = [0x7c];
 const I64_MUL = [0x7e];
-const I64_AND = [0x83];
-const I64_OR = [0x84];
-const I64_SHR_U = [0x88];
-const I64_EXTEND_I32_U = [0xad];
-const BLOCK = [0x02, 0x40];
-const LOOP = [0x03, 0x40];
-const END = [0x0b];
-const br = (depth: number) => [0x0c, ...uleb(depth)];
-const brIf = (depth: number) => [0x0d, ...uleb(depth)];
 
 /** Byte offsets in memory: r0..r4 and h0..h4 as i64, then the message. */
 const R_OFF = 0;
@@ -103,13 +113,13 @@ function scalarCarry(
   // c = d_k >> 26; h_k = d_k & M; d_{k+1} += c.
   for (let k = 0; k < 5; k++) {
     if (k > 0) emit(get(d(k)), get(c), I64_ADD, set(d(k)));
-    emit(get(d(k)), i64c(26), I64_SHR_U, set(c));
-    emit(get(d(k)), i64c(MASK26), I64_AND, set(h(k)));
+    emit(get(d(k)), i64(26n), I64_SHR_U, set(c));
+    emit(get(d(k)), i64(BigInt(MASK26)), I64_AND, set(h(k)));
   }
   // h0 += c * 5; c = h0 >> 26; h0 &= M; h1 += c.
-  emit(get(h(0)), get(c), i64c(5), I64_MUL, I64_ADD, set(h(0)));
-  emit(get(h(0)), i64c(26), I64_SHR_U, set(c));
-  emit(get(h(0)), i64c(MASK26), I64_AND, set(h(0)));
+  emit(get(h(0)), get(c), i64(5n), I64_MUL, I64_ADD, set(h(0)));
+  emit(get(h(0)), i64(26n), I64_SHR_U, set(c));
+  emit(get(h(0)), i64(BigInt(MASK26)), I64_AND, set(h(0)));
   emit(get(h(1)), get(c), I64_ADD, set(h(1)));
 }
 
@@ -159,38 +169,33 @@ function blocksBody(): number[] {
   const { code, emit } = codeBuffer();
   emit(get(2), I64_EXTEND_I32_U, set(hi));
   for (let i = 0; i < 5; i++) {
-    emit(i32c(0), load64(R_OFF + 8 * i), set(r(i)));
-    emit(i32c(0), load64(H_OFF + 8 * i), set(h(i)));
+    emit(i32(0), i64Load(R_OFF + 8 * i), set(r(i)));
+    emit(i32(0), i64Load(H_OFF + 8 * i), set(h(i)));
   }
-  for (let i = 1; i < 5; i++) emit(get(r(i)), i64c(5), I64_MUL, set(s(i)));
+  for (let i = 1; i < 5; i++) emit(get(r(i)), i64(5n), I64_MUL, set(s(i)));
   emit(get(1), get(0), I32_ADD, set(1));
   emit(BLOCK, LOOP, get(0), get(1), I32_GE_U, brIf(1));
   // Absorb the block: limb i takes bits 26i .. 26i+25 of the 128-bit block.
   const shifts = [0, 2, 4, 6, 8];
   for (let i = 0; i < 5; i++) {
     emit(get(h(i)), get(0), load32(3 * i));
-    if (shifts[i]) emit(i64c(shifts[i]), I64_SHR_U);
-    if (i < 4) emit(i64c(MASK26), I64_AND);
+    if (shifts[i]) emit(i64(BigInt(shifts[i])), I64_SHR_U);
+    if (i < 4) emit(i64(BigInt(MASK26)), I64_AND);
     else emit(get(hi), I64_OR);
     emit(I64_ADD, set(h(i)));
   }
   scalarProducts(emit, h, r, s, d);
   scalarCarry(emit, d, h, c);
-  emit(get(0), i32c(16), I32_ADD, set(0), br(0), END, END);
-  for (let i = 0; i < 5; i++) emit(i32c(0), get(h(i)), store64(H_OFF + 8 * i));
+  emit(get(0), i32(16), I32_ADD, set(0), br(0), END, END);
+  for (let i = 0; i < 5; i++) emit(i32(0), get(h(i)), i64Store(H_OFF + 8 * i));
   emit(END);
   return [...vec([[21, I64]]), ...code];
 }
 
 // --- WebAssembly SIMD (fixed-width SIMD, WebAssembly Core spec 2.0). ---
 
-const V128 = 0x7b;
-const simd = (op: number) => [0xfd, ...uleb(op)];
-/** v128.load with alignment 0 (the message may be at any offset). */
-const v128Load = (offset: number) => [...simd(0x00), 0x00, ...uleb(offset)];
 const v128Const = (bytes: number[]) => [...simd(0x0c), ...bytes];
 const shuffle = (lanes: number[]) => [...simd(0x0d), ...lanes];
-const I32X4_SPLAT = simd(0x11);
 const i32x4Replace = (lane: number) => [...simd(0x1c), lane];
 const i64x2Extract = (lane: number) => [...simd(0x1d), lane];
 const i64x2Replace = (lane: number) => [...simd(0x1e), lane];
@@ -204,8 +209,6 @@ const I64X2_ADD = simd(0xce);
  * is emulated with three. */
 const EXTMUL_LOW_U = simd(0xde);
 const EXTMUL_HIGH_U = simd(0xdf);
-const I32_WRAP_I64 = [0xa7];
-const I32_SUB = [0x6b];
 
 /** Little-endian bytes of four i32 lanes. */
 function i32x4Bytes(lanes: number[]): number[] {
@@ -291,17 +294,17 @@ function blocks2Body(): number[] {
 
   // r, 5r and the incoming h from memory; u = r^2 (scalar, fully carried).
   for (let i = 0; i < 5; i++) {
-    emit(i32c(0), load64(R_OFF + 8 * i), set(r(i)));
-    emit(i32c(0), load64(H_OFF + 8 * i), set(t(i)));
+    emit(i32(0), i64Load(R_OFF + 8 * i), set(r(i)));
+    emit(i32(0), i64Load(H_OFF + 8 * i), set(t(i)));
   }
-  for (let i = 1; i < 5; i++) emit(get(r(i)), i64c(5), I64_MUL, set(sr(i)));
+  for (let i = 1; i < 5; i++) emit(get(r(i)), i64(5n), I64_MUL, set(sr(i)));
   scalarProducts(emit, r, r, sr, d);
   scalarCarry(emit, d, u, c);
   // Multipliers for the steps before the last: r^2 in both lanes.
   for (let i = 0; i < 5; i++) {
     emit(get(u(i)), I32_WRAP_I64, I32X4_SPLAT, set(R(i)));
     if (i > 0) {
-      emit(get(u(i)), i64c(5), I64_MUL, I32_WRAP_I64, I32X4_SPLAT, set(S(i)));
+      emit(get(u(i)), i64(5n), I64_MUL, I32_WRAP_I64, I32X4_SPLAT, set(S(i)));
     }
   }
   // Lane A starts at h, lane B at 0 (locals start zeroed).
@@ -312,7 +315,7 @@ function blocks2Body(): number[] {
   const hibit = 1 << 24;
   emit(v128Const(i32x4Bytes([hibit, 0, hibit, 0])), set(HIBIT64));
   // len = address of the last pair.
-  emit(get(0), get(1), I32_ADD, i32c(32), I32_SUB, set(1));
+  emit(get(0), get(1), I32_ADD, i32(32), I32_SUB, set(1));
 
   /** One step: P = h + m (packed), D = P * (R, S); then carry D into H. */
   const step = (carry: boolean) => {
@@ -325,15 +328,15 @@ function blocks2Body(): number[] {
       emit(get(H(i)), ...limb, I64X2_ADD, set(H(i)));
     };
     absorb(0, get(T0), get(MASK64), V128_AND);
-    absorb(1, get(T0), i32c(26), I64X2_SHR_U, get(MASK64), V128_AND);
+    absorb(1, get(T0), i32(26), I64X2_SHR_U, get(MASK64), V128_AND);
     absorb(
       2,
-      [...get(T0), ...i32c(52), ...I64X2_SHR_U],
-      [...get(T1), ...i32c(12), ...I64X2_SHL, ...V128_OR],
+      [...get(T0), ...i32(52), ...I64X2_SHR_U],
+      [...get(T1), ...i32(12), ...I64X2_SHL, ...V128_OR],
       [...get(MASK64), ...V128_AND],
     );
-    absorb(3, get(T1), i32c(14), I64X2_SHR_U, get(MASK64), V128_AND);
-    absorb(4, get(T1), i32c(40), I64X2_SHR_U, get(HIBIT64), V128_OR);
+    absorb(3, get(T1), i32(14), I64X2_SHR_U, get(MASK64), V128_AND);
+    absorb(4, get(T1), i32(40), I64X2_SHR_U, get(HIBIT64), V128_OR);
     // Packed in pairs as i32x4 (each h + m < 2^27: the low 32 bits are all).
     emit(get(H(0)), get(H(1)), shuffle(PACK), set(P(0)));
     emit(get(H(2)), get(H(3)), shuffle(PACK), set(P(1)));
@@ -354,10 +357,10 @@ function blocks2Body(): number[] {
     if (!carry) return;
     // Two interleaved carry chains; the bounds are in the doc comment above.
     const carryInto = (from: number, to: number, times5 = false) => {
-      emit(get(D(from)), i32c(26), I64X2_SHR_U, set(C));
+      emit(get(D(from)), i32(26), I64X2_SHR_U, set(C));
       emit(get(D(from)), get(MASK64), V128_AND, set(D(from)));
       emit(get(D(to)), get(C), I64X2_ADD);
-      if (times5) emit(get(C), i32c(2), I64X2_SHL, I64X2_ADD);
+      if (times5) emit(get(C), i32(2), I64X2_SHL, I64X2_ADD);
       emit(set(D(to)));
     };
     carryInto(0, 1);
@@ -372,7 +375,7 @@ function blocks2Body(): number[] {
 
   emit(BLOCK, LOOP, get(0), get(1), I32_GE_U, brIf(1));
   step(true);
-  emit(get(0), i32c(32), I32_ADD, set(0), br(0), END, END);
+  emit(get(0), i32(32), I32_ADD, set(0), br(0), END, END);
   // The last pair: lane A times r^2, lane B times r.
   for (let i = 0; i < 5; i++) {
     emit(get(R(i)), get(r(i)), I32_WRAP_I64, i32x4Replace(1));
@@ -389,7 +392,7 @@ function blocks2Body(): number[] {
     emit(set(d(k)));
   }
   scalarCarry(emit, d, t, c);
-  for (let i = 0; i < 5; i++) emit(i32c(0), get(t(i)), store64(H_OFF + 8 * i));
+  for (let i = 0; i < 5; i++) emit(i32(0), get(t(i)), i64Store(H_OFF + 8 * i));
   emit(END);
   return [...vec([[25, I64], [29, V128]]), ...code];
 }

@@ -31,13 +31,34 @@
  * @module
  */
 import {
+  brIf,
   type Code,
+  END,
   flat,
+  get,
+  I32,
+  i32,
+  I32_ADD,
+  I32_SUB,
+  I32_WRAP_I64,
+  I32X4_SPLAT,
+  I64,
+  i64,
+  I64_AND,
+  I64_EXTEND_I32_U,
+  I64_OR,
+  I64_SHR_U,
+  i64Load,
+  i64Store,
+  LOOP,
   name,
   section,
-  sleb,
-  sleb64,
+  set,
+  simd,
+  tee,
   uleb,
+  V128,
+  v128Load,
   vec,
 } from "../_wasm_encoding.ts";
 
@@ -99,30 +120,15 @@ export const MUL_FG: number = MUL_G + 4 * (P + 3);
 /** End of all regions. */
 export const MEMORY_END: number = MUL_FG + 4 * (2 * P + 3);
 
-// ----- a minimal assembler -----
+// ----- a minimal assembler (the instructions ../_wasm_encoding.ts lacks) -----
 
-const I32 = 0x7f;
-const I64 = 0x7e;
 const F64 = 0x7c;
-const V128 = 0x7b;
-
-// Control and variables.
-const LOOP = [0x03, 0x40];
-const END = 0x0b;
-const brIf = (depth: number): Code => [0x0d, depth];
 const SELECT = 0x1b;
-const get = (i: number): Code => [0x20, uleb(i)];
-const set = (i: number): Code => [0x21, uleb(i)];
-const tee = (i: number): Code => [0x22, uleb(i)];
 // Memory: the address on the stack plus a constant offset (memarg).
 const i32Load = (off: number): Code => [0x28, 2, uleb(off)];
-const i64Load = (off: number): Code => [0x29, 3, uleb(off)];
 const f64Load = (off: number): Code => [0x2b, 3, uleb(off)];
-const i64Store = (off: number): Code => [0x37, 3, uleb(off)];
 const f64Store = (off: number): Code => [0x39, 3, uleb(off)];
 // Constants.
-const i32 = (n: number): Code => [0x41, sleb(n)];
-const i64 = (n: bigint): Code => [0x42, sleb64(n)];
 const f64 = (x: number): Code => [
   0x44,
   Array.from(new Uint8Array(Float64Array.of(x).buffer)),
@@ -134,30 +140,20 @@ const I32_GT_S = 0x4a;
 const I32_LE_S = 0x4c;
 const I32_GE_S = 0x4e;
 const F64_NE = 0x62;
-const I32_ADD = 0x6a;
-const I32_SUB = 0x6b;
 const I32_AND = 0x71;
 const I32_XOR = 0x73;
 const I32_SHL = 0x74;
 const I32_SHR_S = 0x75;
 const I64_SUB = 0x7d;
-const I64_AND = 0x83;
-const I64_OR = 0x84;
 const I64_XOR = 0x85;
 const I64_SHL = 0x86;
-const I64_SHR_U = 0x88;
 const F64_NEAREST = 0x9e;
 const F64_ADD = 0xa0;
 const F64_SUB = 0xa1;
 const F64_MUL = 0xa2;
-const I32_WRAP_I64 = 0xa7;
-const I64_EXTEND_I32_U = 0xad;
 const F64_CONVERT_I32_S = 0xb7;
 // SIMD (0xfd prefix).
-const simd = (op: number, ...imm: Code[]): Code => [0xfd, uleb(op), imm];
-const v128Load = (off: number): Code => simd(0x00, 0, uleb(off));
-const v128Store = (off: number): Code => simd(0x0b, 0, uleb(off));
-const I32X4_SPLAT = simd(0x11);
+const v128Store = (off: number): Code => simd(0x0b, 0, ...uleb(off));
 const F64X2_SPLAT = simd(0x14);
 const F64X2_TRUNC = simd(0x7a);
 const I32X4_ADD = simd(0xae);
