@@ -655,11 +655,7 @@ function makeVerifier(cfg: SshConfig, out: Output, state: HostKeyState) {
       ]);
     }
     try {
-      // `-o UserKnownHostsFile=/dev/null` means "remember nothing"; ssh
-      // writes there and says so. Deno wants --allow-all to write a device.
-      if (file !== "/dev/null") {
-        await addKnownHost(file, name, key, { hash: cfg.hashKnownHosts });
-      }
+      await addKnownHost(file, name, key, { hash: cfg.hashKnownHosts });
       out.warn(
         `Warning: Permanently added '${name}' (${label}) to the list of known hosts.`,
       );
