@@ -115,21 +115,23 @@ export class SshPublicKey implements PublicKey {
   readonly comment: string;
   /** The public numbers. */
   readonly parts: PublicParts;
-  /** Null for RSA moduli node:crypto cannot import (BigInt path). */
-  readonly #keyObject: KeyObject | null;
 
-  /** Internal: use {@linkcode parsePublicKey}. */
+  /**
+   * Internal: use {@linkcode parsePublicKey}. The key has been checked by
+   * {@linkcode build}; no node:crypto `KeyObject` is kept, since a server
+   * holds each authenticated user's key for the connection's lifetime and
+   * a key object costs about 0.8 KiB (half of it native) while it is needed
+   * for one signature check.
+   */
   constructor(
     type: KeyType,
     blob: Uint8Array,
     parts: PublicParts,
-    keyObject: KeyObject | null,
     comment: string,
   ) {
     this.type = type;
     this.blob = blob;
     this.parts = parts;
-    this.#keyObject = keyObject;
     this.comment = comment;
     this.signatureAlgorithms = signatureAlgorithmsFor(type);
     this.bits = parts.kind === "ed25519"
@@ -142,13 +144,7 @@ export class SshPublicKey implements PublicKey {
 
   /** The same key with another comment. */
   withComment(comment: string): SshPublicKey {
-    return new SshPublicKey(
-      this.type,
-      this.blob,
-      this.parts,
-      this.#keyObject,
-      comment,
-    );
+    return new SshPublicKey(this.type, this.blob, this.parts, comment);
   }
 
   /** See {@linkcode PublicKey.verify}. */
@@ -172,7 +168,7 @@ export class SshPublicKey implements PublicKey {
       case "ed25519":
         // RFC 8709 section 6: the raw 64-byte signature of RFC 8032.
         if (raw.length !== 64) return false;
-        return nodeVerify(null, data, this.#keyObject!, raw);
+        return nodeVerify(null, data, nodeKey(this.type, parts)!, raw);
       case "ecdsa": {
         // RFC 5656 section 3.1.2: string(mpint r || mpint s).
         const { size, hash } = parts.curve;
@@ -187,7 +183,7 @@ export class SshPublicKey implements PublicKey {
         return nodeVerify(
           hash,
           data,
-          { key: this.#keyObject!, dsaEncoding: "ieee-p1363" },
+          { key: nodeKey(this.type, parts)!, dsaEncoding: "ieee-p1363" },
           p1363,
         );
       }
@@ -198,12 +194,13 @@ export class SshPublicKey implements PublicKey {
         if (raw.length > k || raw.length === 0) return false;
         const sig = raw.length === k ? raw : leftPad(raw, k);
         const hash = rsaHash(algorithm);
-        if (this.#keyObject === null) {
+        const key = nodeKey(this.type, parts);
+        if (key === null) {
           const digest = createHash(hash).update(data).digest();
           return rsaVerifyDigest(parts.n, parts.e, hash, digest, sig);
         }
         return nodeVerify(hash, data, {
-          key: this.#keyObject,
+          key,
           padding: cryptoConstants.RSA_PKCS1_PADDING,
         }, sig);
       }
@@ -256,7 +253,6 @@ function build(
   parts: PublicParts,
   comment: string,
 ): SshPublicKey {
-  let keyObject: KeyObject | null;
   switch (parts.kind) {
     case "ed25519":
       if (parts.a.length !== 32) {
@@ -264,11 +260,6 @@ function build(
           `Malformed ssh-ed25519 public key: ${parts.a.length} bytes instead of 32`,
         );
       }
-      keyObject = importKey(type, {
-        kty: "OKP",
-        crv: "Ed25519",
-        x: toBase64Url(parts.a),
-      });
       break;
     case "ecdsa": {
       // RFC 5656 section 3.1 / SEC1 2.3.3: only the uncompressed point form,
@@ -281,12 +272,6 @@ function build(
           } bytes, got ${parts.q.length} bytes`,
         );
       }
-      keyObject = importKey(type, {
-        kty: "EC",
-        crv: parts.curve.jwk,
-        x: toBase64Url(parts.q.subarray(1, 1 + size)),
-        y: toBase64Url(parts.q.subarray(1 + size)),
-      });
       break;
     }
     case "rsa": {
@@ -307,15 +292,43 @@ function build(
           `RSA public exponent ${ev} is not an odd number in 3..2^33-1`,
         );
       }
-      keyObject = bits > NODE_RSA_MAX_BITS ? null : importKey(type, {
-        kty: "RSA",
-        n: toBase64Url(parts.n),
-        e: toBase64Url(e),
-      });
       break;
     }
   }
-  return new SshPublicKey(type, blob, parts, keyObject, comment);
+  // The crypto backend's own checks (an ECDSA point on its curve, ...).
+  nodeKey(type, parts);
+  return new SshPublicKey(type, blob, parts, comment);
+}
+
+/**
+ * The key as a node:crypto `KeyObject`, made afresh for each use (see the
+ * {@linkcode SshPublicKey} constructor); null for RSA moduli node:crypto
+ * cannot import, which take the BigInt path.
+ */
+function nodeKey(type: KeyType, parts: PublicParts): KeyObject | null {
+  switch (parts.kind) {
+    case "ed25519":
+      return importKey(type, {
+        kty: "OKP",
+        crv: "Ed25519",
+        x: toBase64Url(parts.a),
+      });
+    case "ecdsa": {
+      const { size } = parts.curve;
+      return importKey(type, {
+        kty: "EC",
+        crv: parts.curve.jwk,
+        x: toBase64Url(parts.q.subarray(1, 1 + size)),
+        y: toBase64Url(parts.q.subarray(1 + size)),
+      });
+    }
+    case "rsa":
+      return bitLength(parts.n) > NODE_RSA_MAX_BITS ? null : importKey(type, {
+        kty: "RSA",
+        n: toBase64Url(parts.n),
+        e: toBase64Url(parts.e),
+      });
+  }
 }
 
 function importKey(type: KeyType, jwk: JsonWebKey): KeyObject {
