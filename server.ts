@@ -169,94 +169,136 @@ export function acceptConnection(
   duplex: Duplex,
   options: ServerConnectionOptions,
 ): Promise<ServerConnection> {
-  const info: ConnectionInfo = { remoteAddress: options.remoteAddress };
-  const inbox = new Inbox();
-  let connection: Connection | null = null;
-  let authed = false;
-  const transport = new Transport(duplex, {
-    side: "server",
-    hostKeys: options.hostKeys,
-    hostCertificates: options.hostCertificates,
-    algorithms: options.algorithms,
-    rekeyBytes: options.rekeyBytes,
-    rekeyInterval: options.rekeyInterval,
-    serverSigAlgs: SIGNATURE_ALGORITHMS,
-    onMessage: (payload) => {
-      const type = payload[0];
-      if (!authed) {
-        if (
-          type === Msg.SERVICE_REQUEST || type === Msg.USERAUTH_REQUEST ||
-          type === Msg.USERAUTH_INFO_RESPONSE
-        ) {
-          inbox.push(payload);
-          return;
-        }
-        // Server-to-client messages from a client (libssh CVE-2018-10933) and
-        // connection messages before authentication (AsyncSSH CVE-2018-7749).
-        throw new DisconnectError(
-          DisconnectReason.PROTOCOL_ERROR,
-          `Unexpected message ${type} before authentication completed`,
-        );
+  return Promise.resolve(new ServerConnectionImpl(duplex, options));
+}
+
+/** Called by a connection of serve() once it is over. */
+type FinishedHook = (
+  server: ServerConnectionImpl,
+  reason: Error | undefined,
+) => void;
+
+/**
+ * One server connection. A class with methods rather than an object of
+ * closures: a server keeps one per connection for the connection's
+ * lifetime, and each closure and its scope cost heap per connection.
+ */
+class ServerConnectionImpl implements ServerConnection {
+  readonly info: ConnectionInfo;
+  readonly transport: Transport;
+  readonly authenticated: Promise<ServerAuthResult>;
+  readonly #options: ServerConnectionOptions;
+  /** Authentication messages; null once authenticated (or closed). */
+  #inbox: Inbox | null = new Inbox();
+  #connection: Connection | null = null;
+  #keepalive: ReturnType<typeof setInterval> | undefined;
+  /** serve()'s bookkeeping, once closed and `authenticated` has settled. */
+  readonly #onFinished: FinishedHook | undefined;
+
+  constructor(
+    duplex: Duplex,
+    options: ServerConnectionOptions,
+    onFinished?: FinishedHook,
+  ) {
+    this.#options = options;
+    this.#onFinished = onFinished;
+    this.info = { remoteAddress: options.remoteAddress };
+    this.transport = new Transport(duplex, {
+      side: "server",
+      hostKeys: options.hostKeys,
+      hostCertificates: options.hostCertificates,
+      algorithms: options.algorithms,
+      rekeyBytes: options.rekeyBytes,
+      rekeyInterval: options.rekeyInterval,
+      serverSigAlgs: SIGNATURE_ALGORITHMS,
+      onMessage: (payload) => this.#onMessage(payload),
+    });
+    this.info.closed = this.transport.closed;
+    this.transport.closed.then((e) => this.#onClosed(e));
+    this.authenticated = this.#authenticate();
+    this.authenticated.then(() => this.#startKeepalive(), () => {});
+  }
+
+  get closed(): Promise<Error | undefined> {
+    return this.transport.closed;
+  }
+
+  get connection(): Connection | null {
+    return this.#connection;
+  }
+
+  close(
+    reason: number = DisconnectReason.BY_APPLICATION,
+    description = "Server closing",
+  ): Promise<void> {
+    return this.transport.disconnect(reason, description);
+  }
+
+  #onMessage(payload: Uint8Array): void | Promise<void> {
+    const type = payload[0];
+    const connection = this.#connection;
+    if (connection === null) {
+      if (
+        type === Msg.SERVICE_REQUEST || type === Msg.USERAUTH_REQUEST ||
+        type === Msg.USERAUTH_INFO_RESPONSE
+      ) {
+        this.#inbox?.push(payload);
+        return;
       }
-      // RFC 4252 section 5.1: requests after success are ignored.
-      if (type === Msg.USERAUTH_REQUEST) return;
-      if (type >= 80 && type <= 127) return connection!.dispatch(payload);
+      // Server-to-client messages from a client (libssh CVE-2018-10933) and
+      // connection messages before authentication (AsyncSSH CVE-2018-7749).
       throw new DisconnectError(
         DisconnectReason.PROTOCOL_ERROR,
-        `Unexpected message ${type} after authentication`,
+        `Unexpected message ${type} before authentication completed`,
       );
-    },
-  });
-  info.closed = transport.closed;
-  transport.closed.then((e) => {
+    }
+    // RFC 4252 section 5.1: requests after success are ignored.
+    if (type === Msg.USERAUTH_REQUEST) return;
+    if (type >= 80 && type <= 127) return connection.dispatch(payload);
+    throw new DisconnectError(
+      DisconnectReason.PROTOCOL_ERROR,
+      `Unexpected message ${type} after authentication`,
+    );
+  }
+
+  #onClosed(e: Error | undefined): void {
     const err = e ??
       new DisconnectError(
         DisconnectReason.CONNECTION_LOST,
         "Connection closed",
       );
-    inbox.close(err);
-    connection?.close(err);
-  });
-  const grace = options.loginGraceTime ?? 120_000;
-  let graceTimer: ReturnType<typeof setTimeout> | undefined;
-  const authenticated = (async (): Promise<ServerAuthResult> => {
-    if (grace > 0) {
-      graceTimer = setTimeout(() => {
+    this.#inbox?.close(err);
+    this.#inbox = null;
+    this.#connection?.close(err);
+    clearInterval(this.#keepalive);
+    const hook = this.#onFinished;
+    if (hook) {
+      const finish = () => hook(this, e);
+      this.authenticated.then(finish, finish);
+    }
+  }
+
+  async #authenticate(): Promise<ServerAuthResult> {
+    const { transport, info } = this;
+    const options = this.#options;
+    const grace = options.loginGraceTime ?? 120_000;
+    const graceTimer = grace > 0
+      ? setTimeout(() => {
         transport.disconnect(
           DisconnectReason.PROTOCOL_ERROR,
           `Authentication timeout: no login within ${grace} ms`,
         ).catch(() => {});
-      }, grace);
-    }
+      }, grace)
+      : undefined;
     try {
       await transport.start();
       const result = await runServerAuth(
         { send: (p) => transport.send(p), sessionId: transport.sessionId },
-        inbox,
+        this.#inbox!,
         options,
         {
           remoteAddress: options.remoteAddress,
-          onSuccess: (result) => {
-            // Synchronously behind USERAUTH_SUCCESS: compression starts
-            // after it and the client's next message finds the connection.
-            authed = true;
-            transport.authenticated();
-            info.username = result.username;
-            info.auth = result;
-            connection = new Connection({ send: (p) => transport.send(p) }, {
-              side: "server",
-              onSessionOpen: options.onSession
-                ? (session: ServerSession) => options.onSession!(session, info)
-                : undefined,
-              onChannelOpen: options.onChannelOpen
-                ? (channel) => options.onChannelOpen!(channel, info)
-                : undefined,
-              onGlobalRequest: options.onGlobalRequest
-                ? (name, data) => options.onGlobalRequest!(name, data, info)
-                : undefined,
-            });
-            info.connection = connection;
-          },
+          onSuccess: (result) => this.#onAuthenticated(result),
         },
       );
       options.onAuthenticated?.(info);
@@ -272,21 +314,47 @@ export function acceptConnection(
       throw (await transport.closed) ?? e;
     } finally {
       clearTimeout(graceTimer);
-      // Closures of this connection keep this scope alive: drop the timer.
-      graceTimer = undefined;
     }
-  })();
-  authenticated.catch(() => {});
-  let keepalive: ReturnType<typeof setInterval> | undefined;
-  authenticated.then(() => {
-    const interval = options.keepaliveInterval ?? 0;
-    if (interval <= 0) return;
-    const max = options.keepaliveCountMax ?? 3;
+  }
+
+  /**
+   * Synchronously behind USERAUTH_SUCCESS: compression starts after it and
+   * the client's next message finds the connection.
+   */
+  #onAuthenticated(result: ServerAuthResult): void {
+    const { info } = this;
+    const options = this.#options;
+    this.transport.authenticated();
+    info.username = result.username;
+    info.auth = result;
+    // The transport is the link: its send() is all the connection uses.
+    const connection = new Connection(this.transport, {
+      side: "server",
+      onSessionOpen: options.onSession
+        ? (session: ServerSession) => options.onSession!(session, info)
+        : undefined,
+      onChannelOpen: options.onChannelOpen
+        ? (channel) => options.onChannelOpen!(channel, info)
+        : undefined,
+      onGlobalRequest: options.onGlobalRequest
+        ? (name, data) => options.onGlobalRequest!(name, data, info)
+        : undefined,
+    });
+    this.#connection = connection;
+    info.connection = connection;
+    // From here messages go to the connection; the inbox is done with.
+    this.#inbox = null;
+  }
+
+  #startKeepalive(): void {
+    const interval = this.#options.keepaliveInterval ?? 0;
+    if (interval <= 0 || this.transport.isClosed) return;
+    const max = this.#options.keepaliveCountMax ?? 3;
     let outstanding = 0;
-    keepalive = setInterval(() => {
+    this.#keepalive = setInterval(() => {
       if (outstanding >= max) {
-        clearInterval(keepalive);
-        transport.disconnect(
+        clearInterval(this.#keepalive);
+        this.transport.disconnect(
           DisconnectReason.CONNECTION_LOST,
           `Timeout, client not responding to ${max} keepalives`,
         )
@@ -294,28 +362,13 @@ export function acceptConnection(
         return;
       }
       outstanding++;
-      connection?.globalRequest("keepalive@openssh.com", undefined, {
+      this.#connection?.globalRequest("keepalive@openssh.com", undefined, {
         wantReply: true,
       }).then(() => {
         outstanding = 0;
       }, () => {});
     }, interval);
-  }, () => {});
-  transport.closed.then(() => clearInterval(keepalive));
-  const server: ServerConnection = {
-    info,
-    closed: transport.closed,
-    authenticated,
-    transport,
-    get connection() {
-      return connection;
-    },
-    close: (
-      reason = DisconnectReason.BY_APPLICATION,
-      description = "Server closing",
-    ) => transport.disconnect(reason, description),
-  };
-  return Promise.resolve(server);
+  }
 }
 
 /** Options for {@linkcode serve}. */
@@ -383,13 +436,16 @@ export function serve(options: ServeOptions): SshServer {
     port: options.port ?? 22,
   });
   const live = new Set<ServerConnection>();
-  const pending = new Set<Promise<unknown>>();
+  /** Resolves close()'s wait once the last connection has been logged. */
+  let drained: (() => void) | null = null;
   let unauthenticated = 0;
   let stopping = false;
   const startups = options.maxStartups ?? { start: 10, rate: 30, full: 100 };
   const log = options.onLog ?? (() => {});
 
-  const handle = async (conn: Deno.TcpConn) => {
+  // Not an async function waiting for the connection's end: a suspended
+  // call per connection costs more heap than one callback on `closed`.
+  const handle = (conn: Deno.TcpConn): void => {
     const addr = conn.remoteAddr;
     const remoteAddress = `${addr.hostname}:${addr.port}`;
     // MaxStartups: refuse at random from `start` unauthenticated connections,
@@ -414,29 +470,24 @@ export function serve(options: ServeOptions): SshServer {
     conn.setNoDelay(true);
     markRaw(conn);
     log({ type: "connect", remoteAddress });
-    unauthenticated++;
-    let counted = true;
-    const uncount = () => {
-      if (counted) unauthenticated--;
-      counted = false;
-    };
-    let server: ServerConnection;
+    let server: ServerConnectionImpl;
     try {
       // The serve() options as prototype, not copied: a spread copy per
       // connection (kept for its lifetime) is some 300 bytes each.
       const connOptions: ServerConnectionOptions = Object.create(options);
       connOptions.remoteAddress = remoteAddress;
-      server = await acceptConnection(conn, connOptions);
+      server = new ServerConnectionImpl(conn, connOptions, onFinished);
     } catch (e) {
-      uncount();
       // The transport has usually closed it already.
       closeQuietly(conn);
       log({ type: "close", remoteAddress, reason: (e as Error).message });
       return;
     }
+    unauthenticated++;
     live.add(server);
+    // `authenticated` settles exactly once: count the connection out then.
     server.authenticated.then((r) => {
-      uncount();
+      unauthenticated--;
       log({
         type: "auth",
         remoteAddress,
@@ -445,22 +496,29 @@ export function serve(options: ServeOptions): SshServer {
         key: r.key?.fingerprint(),
       });
     }, (e) => {
-      uncount();
+      unauthenticated--;
       log({
         type: "auth-failed",
         remoteAddress,
         reason: (e as Error)?.message ?? String(e),
       });
     });
-    const reason = await server.closed;
-    await server.authenticated.catch(() => {});
+  };
+
+  // One function for all connections, not a closure each.
+  const onFinished: FinishedHook = (server, reason) => {
     live.delete(server);
-    log({
-      type: "close",
-      remoteAddress,
-      username: server.info.username,
-      reason: reason?.message,
-    });
+    try {
+      log({
+        type: "close",
+        remoteAddress: server.info.remoteAddress!,
+        username: server.info.username,
+        reason: reason?.message,
+      });
+    } catch {
+      // A throwing onLog must not keep close() waiting.
+    }
+    if (live.size === 0) drained?.();
   };
 
   const acceptLoop = (async () => {
@@ -475,9 +533,11 @@ export function serve(options: ServeOptions): SshServer {
         conn.close();
         break;
       }
-      const p = handle(conn).catch(() => {});
-      pending.add(p);
-      p.finally(() => pending.delete(p));
+      try {
+        handle(conn);
+      } catch {
+        // A throwing onLog: the accept loop goes on.
+      }
     }
   })();
 
@@ -492,12 +552,16 @@ export function serve(options: ServeOptions): SshServer {
     }
     finished = (async () => {
       await acceptLoop;
+      const gone = live.size === 0
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => drained = resolve);
       await Promise.all(
         [...live].map((c) =>
           c.close(DisconnectReason.BY_APPLICATION, "Server shutting down")
         ),
       );
-      await Promise.all([...pending]);
+      // Every connection closed and logged.
+      await gone;
     })();
     return finished;
   };
