@@ -29,9 +29,15 @@ export function protocolError(message: string): DisconnectError {
 
 /** Returns `promise` after marking it handled, so an unobserved rejection never crashes the process. */
 export function quiet<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(() => {});
+  promise.catch(ignore);
   return promise;
 }
+
+/** One shared no-op: a `() => {}` literal is a new closure per call. */
+function ignore(): void {}
+
+/** A settled promise to chain from, shared rather than one per channel. */
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /** What a channel needs from its connection. */
 export interface ChannelHost {
@@ -194,7 +200,8 @@ export class Channel {
   #localWindow: number;
   #unadjusted = 0;
   readonly #data: Inbound;
-  readonly #extended: Inbound;
+  /** Extended data (stderr) in; made on first use (see `#extended`). */
+  #extendedIn: Inbound | null = null;
 
   // Sending.
   #remoteWindow = 0;
@@ -212,7 +219,7 @@ export class Channel {
   // Requests we sent that want a reply, oldest first (RFC 4254 section 5.4).
   #pendingReplies: Pending[] = [];
   // Incoming requests are answered in order; later ones wait for earlier ones.
-  #requestChain: Promise<void> = Promise.resolve();
+  #requestChain: Promise<void> = RESOLVED;
   #requestsRunning = 0;
 
   #resolveOpen!: () => void;
@@ -235,7 +242,6 @@ export class Channel {
     this.#windowSize = windowSize;
     this.#localWindow = windowSize;
     this.#data = new Inbound((n) => this.#consumed(n));
-    this.#extended = new Inbound((n) => this.#consumed(n));
     this.opened = quiet(
       new Promise<void>((resolve, reject) => {
         this.#resolveOpen = resolve;
@@ -243,6 +249,14 @@ export class Channel {
       }),
     );
     this.closed = new Promise<void>((resolve) => this.#resolveClosed = resolve);
+  }
+
+  /**
+   * Most channels never carry extended data (a client sends none on a
+   * session), so its queue is only made when something touches it.
+   */
+  get #extended(): Inbound {
+    return this.#extendedIn ??= new Inbound((n) => this.#consumed(n));
   }
 
   /** Data from the peer (CHANNEL_DATA). */
@@ -287,7 +301,7 @@ export class Channel {
 
   /** Bytes received but not yet read by the application, both streams. */
   get buffered(): number {
-    return this.#data.buffered + this.#extended.buffered;
+    return this.#data.buffered + (this.#extendedIn?.buffered ?? 0);
   }
 
   /** The open handshake completed: the peer's id, window and max packet. */
@@ -299,6 +313,12 @@ export class Channel {
     this.#remoteMaxPacket = Math.max(1, Math.min(maxPacket, MAX_PEER_PACKET));
     this.#state = "open";
     this.#resolveOpen();
+    this.#settledOpen();
+  }
+
+  /** `opened` has settled: drop its resolvers (a channel may live long). */
+  #settledOpen(): void {
+    this.#resolveOpen = this.#rejectOpen = ignore;
   }
 
   /** The peer refused the open, or the connection ended before it answered. */
@@ -738,6 +758,7 @@ export class Channel {
     this.#state = "gone";
     this.#error = error;
     this.#rejectOpen(error);
+    this.#settledOpen();
     this.#data.fail(error);
     this.#extended.fail(error);
     this.#wakeWriters(error);

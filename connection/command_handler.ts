@@ -157,45 +157,59 @@ export function commandSessionHandler(
   const killGraceMs = options.killGraceMs ?? 2000;
   const agentForwarding = options.agentForwarding ?? true;
   const subsystems = { ...options.subsystems };
+  // One settings object for every session of this handler.
+  const settings: Settings = {
+    shell,
+    baseEnv,
+    cwd: options.cwd,
+    acceptEnv,
+    killGraceMs,
+    agentForwarding,
+    subsystems,
+  };
   return (session: ServerSession, context?: SessionContext): void => {
-    new CommandSession(session, {
-      shell,
-      baseEnv,
-      cwd: options.cwd ?? envGet("HOME"),
-      acceptEnv,
-      killGraceMs,
-      agentForwarding,
-      subsystems,
-      restrictions: context?.auth?.restrictions ?? {},
-    });
+    new CommandSession(
+      session,
+      settings,
+      context?.auth?.restrictions ?? NO_RESTRICTIONS,
+    );
   };
 }
+
+const NO_RESTRICTIONS: SessionRestrictions = Object.freeze({});
 
 interface Settings {
   shell: string;
   baseEnv: Record<string, string>;
+  /** The working directory; the user's `HOME` (read when a child starts) if unset. */
   cwd: string | undefined;
   acceptEnv: readonly string[];
   killGraceMs: number;
   agentForwarding: boolean;
   subsystems: Record<string, (session: ServerSession) => void>;
-  restrictions: SessionRestrictions;
 }
 
 /** The state of one session run by {@linkcode commandSessionHandler}. */
 class CommandSession {
   readonly #session: ServerSession;
   readonly #settings: Settings;
-  readonly #env: Record<string, string> = {};
+  readonly #restrictions: SessionRestrictions;
+  /** Variables from `env` requests; made on the first one. */
+  #env: Record<string, string> | null = null;
   #pty: PtyWanted | null = null;
   #started = false;
   #child: Deno.ChildProcess | null = null;
   #terminal: PtyProcess | null = null;
   #agent: AgentSocket | "pending" | null = null;
 
-  constructor(session: ServerSession, settings: Settings) {
+  constructor(
+    session: ServerSession,
+    settings: Settings,
+    restrictions: SessionRestrictions,
+  ) {
     this.#session = session;
     this.#settings = settings;
+    this.#restrictions = restrictions;
     session.onRequest = (req) => this.#onRequest(req);
   }
 
@@ -206,7 +220,7 @@ class CommandSession {
       case "pty-req":
         if (
           this.#started || this.#pty !== null || !ptySupported() ||
-          this.#settings.restrictions.pty === false
+          this.#restrictions.pty === false
         ) {
           return false;
         }
@@ -225,7 +239,7 @@ class CommandSession {
           !envAccepted(req.name, this.#settings.acceptEnv) ||
           req.value.includes("\0")
         ) return false;
-        this.#env[req.name] = req.value;
+        (this.#env ??= {})[req.name] = req.value;
         return true;
       case "window-change": {
         if (this.#pty === null) return false;
@@ -253,16 +267,18 @@ class CommandSession {
       }
       case "exec":
       case "shell": {
-        const forced = this.#settings.restrictions.forceCommand;
+        const forced = this.#restrictions.forceCommand;
         if (forced !== undefined) {
           // sshd(8) command=: run it whatever was asked, and say what was.
-          if (req.type === "exec") this.#env.SSH_ORIGINAL_COMMAND = req.command;
+          if (req.type === "exec") {
+            (this.#env ??= {}).SSH_ORIGINAL_COMMAND = req.command;
+          }
           return this.#start(["-c", forced]);
         }
         return this.#start(req.type === "exec" ? ["-c", req.command] : ["-l"]);
       }
       case "subsystem": {
-        const forced = this.#settings.restrictions.forceCommand;
+        const forced = this.#restrictions.forceCommand;
         if (forced !== undefined) return this.#start(["-c", forced]);
         const serve = Object.hasOwn(this.#settings.subsystems, req.name)
           ? this.#settings.subsystems[req.name]
@@ -283,7 +299,7 @@ class CommandSession {
   async #startAgent(): Promise<boolean> {
     if (
       !this.#settings.agentForwarding ||
-      this.#settings.restrictions.agentForwarding === false ||
+      this.#restrictions.agentForwarding === false ||
       this.#started || this.#agent !== null || this.#session.isClosed
     ) {
       return false;
@@ -303,7 +319,7 @@ class CommandSession {
     const env: Record<string, string> = {
       ...this.#settings.baseEnv,
       ...this.#env,
-      ...this.#settings.restrictions.environment,
+      ...this.#restrictions.environment,
     };
     // The session sees its own forwarded agent, never this process's.
     let clearEnv = false;
@@ -326,7 +342,7 @@ class CommandSession {
           args,
           env: { ...env, TERM: pty.term || "dumb" },
           clearEnv,
-          cwd: this.#settings.cwd,
+          cwd: this.#settings.cwd ?? envGet("HOME"),
           cols: pty.cols,
           rows: pty.rows,
           widthPixels: pty.widthPixels,
@@ -338,7 +354,7 @@ class CommandSession {
           args,
           env,
           clearEnv,
-          cwd: this.#settings.cwd,
+          cwd: this.#settings.cwd ?? envGet("HOME"),
           stdin: "piped",
           stdout: "piped",
           stderr: "piped",

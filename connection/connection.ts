@@ -121,6 +121,9 @@ const MESSAGE_NAMES: Record<number, string> = {
 const encoder = new TextEncoder();
 const lossy = new TextDecoder();
 
+/** A settled promise to chain from, shared by every connection. */
+const RESOLVED: Promise<void> = Promise.resolve();
+
 function intOption(
   value: number | undefined,
   fallback: number,
@@ -237,7 +240,7 @@ export class Connection {
     reject(error: Error): void;
   }[] = [];
   // Replies to the peer's global requests go out in order.
-  #globalChain: Promise<void> = Promise.resolve();
+  #globalChain: Promise<void> = RESOLVED;
 
   /** Creates the connection layer; `link` sends through the transport. */
   constructor(link: ConnectionLink, options: ConnectionOptions) {
@@ -277,10 +280,7 @@ export class Connection {
     this.#onSessionOpen = options.onSessionOpen;
     this.onGlobalRequest = options.onGlobalRequest;
     this.onChannelOpen = options.onChannelOpen;
-    this.#host = {
-      send: (payload) => this.#send(payload),
-      free: (channel) => this.#free(channel),
-    };
+    this.#host = new Connection.#Host(this);
   }
 
   /** Number of channels in the table (opening, open, or closing). */
@@ -292,6 +292,24 @@ export class Connection {
   get isClosed(): boolean {
     return this.#error !== null;
   }
+
+  /**
+   * What the channels call back into: an object with one field rather than
+   * two closures per connection. Declared inside the class, so it can reach
+   * the connection's private members.
+   */
+  static readonly #Host = class implements ChannelHost {
+    readonly #connection: Connection;
+    constructor(connection: Connection) {
+      this.#connection = connection;
+    }
+    send(payload: Uint8Array): Promise<void> {
+      return this.#connection.#send(payload);
+    }
+    free(channel: Channel): void {
+      this.#connection.#free(channel);
+    }
+  };
 
   #send(payload: Uint8Array): Promise<void> {
     if (this.#error !== null) return Promise.reject(this.#error);

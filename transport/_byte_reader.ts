@@ -90,8 +90,11 @@ export class ByteReader {
   #pos = 0;
   /** Bytes to ask for in the next read (see {@linkcode ensure}). */
   #readSize = MIN_READ_BYTES;
-  /** Views handed out and not yet released, per chunk buffer. */
-  readonly #views = new Map<ArrayBufferLike, number>();
+  /**
+   * Views handed out and not yet released, per chunk buffer; null when
+   * there are none, so an idle connection holds no map.
+   */
+  #views: Map<ArrayBufferLike, number> | null = null;
 
   /** Bytes buffered and not yet taken. */
   get buffered(): number {
@@ -205,25 +208,27 @@ export class ByteReader {
     const view = this.#chunk.subarray(this.#pos, this.#pos + n);
     this.#pos += n;
     const buf = view.buffer;
-    this.#views.set(buf, (this.#views.get(buf) ?? 0) + 1);
+    const views = this.#views ??= new Map();
+    views.set(buf, (views.get(buf) ?? 0) + 1);
     return view;
   }
 
   /** Ends a view from {@linkcode take}. */
   release(view: Uint8Array): void {
     const buf = view.buffer;
-    const left = (this.#views.get(buf) ?? 1) - 1;
+    const views = this.#views;
+    const left = (views?.get(buf) ?? 1) - 1;
     if (left > 0) {
-      this.#views.set(buf, left);
+      views!.set(buf, left);
       return;
     }
-    this.#views.delete(buf);
+    if (views?.delete(buf) && views.size === 0) this.#views = null;
     if (buf !== this.#chunk.buffer) recycleBuffer(buf);
   }
 
   /** A buffer stops being current: reuse it once its views are released. */
   #retire(buf: ArrayBufferLike): void {
-    if (!this.#views.has(buf) && buf.byteLength > 0) recycleBuffer(buf);
+    if (!this.#views?.has(buf) && buf.byteLength > 0) recycleBuffer(buf);
   }
 
   /** Cancels the underlying stream and releases the lock (closes a raw

@@ -23,6 +23,9 @@ export interface RawConn {
 
 const ours = new WeakSet<object>();
 
+/** A settled promise to chain writes from, shared by every writer. */
+const RESOLVED: Promise<void> = Promise.resolve();
+
 /** Marks a connection we created, whose streams nobody has used. */
 export function markRaw(conn: RawConn): void {
   ours.add(conn);
@@ -51,7 +54,7 @@ export function closeQuietly(conn: RawConn): void {
  */
 export class RawWriter {
   readonly #conn: RawConn;
-  #tail: Promise<void> = Promise.resolve();
+  #tail: Promise<void> = RESOLVED;
   #inFlight = 0;
   #error: unknown = null;
   #waiter: PromiseWithResolvers<void> | null = null;

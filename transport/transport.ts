@@ -216,9 +216,12 @@ function deferred<T>(): Deferred<T> {
     resolve = res;
     reject = rej;
   });
-  promise.catch(() => {});
+  promise.catch(ignore);
   return { promise, resolve, reject };
 }
+
+/** One shared no-op: a `() => {}` literal is a new closure per call. */
+function ignore(): void {}
 
 const encoder = new TextEncoder();
 
@@ -226,6 +229,63 @@ const encoder = new TextEncoder();
 function isKexMessage(type: number): boolean {
   return type === Msg.KEXINIT || type === Msg.NEWKEYS ||
     (type >= 30 && type <= 49);
+}
+
+/**
+ * Server preferences, resolved once per host key list: serve() hands every
+ * connection the same lists, and a copy of the preference lists per
+ * connection is half a kilobyte held for the connection's lifetime. Frozen,
+ * since they are shared.
+ */
+const serverPrefsCache = new WeakMap<readonly PrivateKey[], {
+  algorithms: TransportOptions["algorithms"];
+  hostCertificates: TransportOptions["hostCertificates"];
+  prefs: AlgorithmPreferences;
+}>();
+
+function serverPreferences(options: TransportOptions): AlgorithmPreferences {
+  const { hostKeys, algorithms, hostCertificates } = options;
+  if (!hostKeys || hostKeys.length === 0) {
+    throw new TypeError("A server needs at least one host key");
+  }
+  const cached = serverPrefsCache.get(hostKeys);
+  if (
+    cached && cached.algorithms === algorithms &&
+    cached.hostCertificates === hostCertificates
+  ) {
+    return cached.prefs;
+  }
+  const prefs = resolvePreferences(algorithms);
+  for (const cert of hostCertificates ?? []) {
+    if (cert.certType !== "host") {
+      throw new TypeError(
+        `Certificate ${
+          JSON.stringify(cert.keyId)
+        } is a ${cert.certType} certificate, not a host certificate`,
+      );
+    }
+    if (!hostKeys.some((k) => sameBytes(k.publicKey.blob, cert.key.blob))) {
+      throw new TypeError(
+        `Host certificate ${
+          JSON.stringify(cert.keyId)
+        } is for ${cert.key.fingerprint()}, which is not one of the host keys`,
+      );
+    }
+  }
+  const available = new Set([
+    ...hostKeys.flatMap((k) => k.publicKey.signatureAlgorithms),
+    ...(hostCertificates ?? []).flatMap((c) => c.signatureAlgorithms),
+  ]);
+  prefs.hostKey = prefs.hostKey.filter((a) => available.has(a));
+  if (prefs.hostKey.length === 0) {
+    throw new TypeError(
+      "None of the host keys can sign with the configured host key algorithms",
+    );
+  }
+  for (const list of Object.values(prefs)) Object.freeze(list);
+  Object.freeze(prefs);
+  serverPrefsCache.set(hostKeys, { algorithms, hostCertificates, prefs });
+  return prefs;
 }
 
 /**
@@ -300,44 +360,9 @@ export class Transport {
   constructor(duplex: Duplex, options: TransportOptions) {
     this.#options = options;
     this.#side = options.side;
-    this.#prefs = resolvePreferences(options.algorithms);
-    if (this.#side === "server") {
-      if (!options.hostKeys || options.hostKeys.length === 0) {
-        throw new TypeError("A server needs at least one host key");
-      }
-      for (const cert of options.hostCertificates ?? []) {
-        if (cert.certType !== "host") {
-          throw new TypeError(
-            `Certificate ${
-              JSON.stringify(cert.keyId)
-            } is a ${cert.certType} certificate, not a host certificate`,
-          );
-        }
-        if (
-          !options.hostKeys.some((k) =>
-            sameBytes(k.publicKey.blob, cert.key.blob)
-          )
-        ) {
-          throw new TypeError(
-            `Host certificate ${
-              JSON.stringify(cert.keyId)
-            } is for ${cert.key.fingerprint()}, which is not one of the host keys`,
-          );
-        }
-      }
-      const available = new Set([
-        ...options.hostKeys.flatMap((k) => k.publicKey.signatureAlgorithms),
-        ...(options.hostCertificates ?? []).flatMap((c) =>
-          c.signatureAlgorithms
-        ),
-      ]);
-      this.#prefs.hostKey = this.#prefs.hostKey.filter((a) => available.has(a));
-      if (this.#prefs.hostKey.length === 0) {
-        throw new TypeError(
-          "None of the host keys can sign with the configured host key algorithms",
-        );
-      }
-    }
+    this.#prefs = this.#side === "server"
+      ? serverPreferences(options)
+      : resolvePreferences(options.algorithms);
     this.#ourId = makeIdentification(options.softwareVersion);
     const raw = asRaw(duplex);
     this.#reader = new ByteReader(raw ?? duplex.readable);
@@ -479,6 +504,10 @@ export class Transport {
       if (this.#isClosed) return;
       let entry: ReceivedPacket;
       try {
+        // An idle connection waits here, in one call less than inside
+        // #readWire (a suspended call costs heap per connection).
+        const head = this.#in.cipher.headLength;
+        if (this.#reader.buffered < head) await this.#reader.ensure(head);
         entry = await this.#readWire();
       } catch (e) {
         entry = { error: e as Error, size: 0, seq: 0, dir: this.#in };
@@ -1374,6 +1403,12 @@ export class Transport {
       this.#sessionId = this.#pendingSessionId;
       this.#pendingSessionId = null;
       this.#firstKex.resolve();
+      // Done with for good: keep the settled promise, not its resolvers.
+      this.#firstKex = {
+        promise: this.#firstKex.promise,
+        resolve: ignore,
+        reject: ignore,
+      };
     }
     const interval = this.#options.rekeyInterval ?? 3600_000;
     this.#rekeyAt = interval > 0 ? Date.now() + interval : Infinity;

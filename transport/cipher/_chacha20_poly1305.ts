@@ -59,14 +59,16 @@ export class ChachaPolyCipher implements PacketCipher {
   readonly headLength: number = 4;
   /** The Poly1305 tag. */
   readonly tagLength: number = TAG;
-  readonly #mainKey: Uint8Array;
-  readonly #headerKey: Uint8Array;
+  /** K_2 (main) then K_1 (length), as views made per use: see below. */
+  readonly #keys: Uint8Array;
 
   /** @param keys Key (64 bytes); no IV, no MAC key. */
   constructor(keys: DirectionKeys) {
     checkKeyLength("chacha20-poly1305@openssh.com key", keys.key, 64);
-    this.#mainKey = keys.key.slice(0, 32);
-    this.#headerKey = keys.key.slice(32, 64);
+    // One copy, no stored views: an idle connection holds two of these
+    // ciphers for its lifetime, and each typed array object is about 100
+    // bytes of heap; a view per packet is nothing next to the cipher call.
+    this.#keys = keys.key.slice(0, 64);
   }
 
   /** Returns `encrypted length || encrypted rest || tag`. */
@@ -74,7 +76,7 @@ export class ChachaPolyCipher implements PacketCipher {
     checkSeq(seq);
     const n = packet.length;
     const iv = chachaIv(seq);
-    const main = createCipheriv("chacha20", this.#mainKey, iv);
+    const main = createCipheriv("chacha20", this.#keys.subarray(0, 32), iv);
     let out: Uint8Array;
     let polyKey: Uint8Array;
     if (roomAfter(packet) >= TAG) {
@@ -98,7 +100,12 @@ export class ChachaPolyCipher implements PacketCipher {
     }
     main.final(); // Deno keeps the cipher as a resource until final()
     out.set(
-      streamXor("chacha20", this.#headerKey, iv, packet.subarray(0, 4)),
+      streamXor(
+        "chacha20",
+        this.#keys.subarray(32, 64),
+        iv,
+        packet.subarray(0, 4),
+      ),
     );
     poly1305Wasm(out.subarray(0, n), polyKey, out.subarray(n));
     return out;
@@ -115,7 +122,7 @@ export class ChachaPolyCipher implements PacketCipher {
     return readUint32(
       streamXor(
         "chacha20",
-        this.#headerKey,
+        this.#keys.subarray(32, 64),
         chachaIv(seq),
         head.subarray(0, 4),
       ),
@@ -131,7 +138,11 @@ export class ChachaPolyCipher implements PacketCipher {
         `Cannot open packet ${seq}: ${wire.length} bytes is too short`,
       );
     }
-    const main = createCipheriv("chacha20", this.#mainKey, chachaIv(seq));
+    const main = createCipheriv(
+      "chacha20",
+      this.#keys.subarray(0, 32),
+      chachaIv(seq),
+    );
     try {
       const polyKey = main.update(BLOCK0).subarray(0, 32);
       const tag = poly1305Wasm(wire.subarray(0, n), polyKey);
