@@ -441,7 +441,16 @@ export function serve(options: ServeOptions): SshServer {
   let unauthenticated = 0;
   let stopping = false;
   const startups = options.maxStartups ?? { start: 10, rate: 30, full: 100 };
-  const log = options.onLog ?? (() => {});
+  const onLog = options.onLog;
+  // A throwing onLog is the application's bug; it must not leave a socket
+  // unserved or stop the accept loop.
+  const log = (event: ServerLogEvent): void => {
+    try {
+      onLog?.(event);
+    } catch {
+      // Ignored, see above.
+    }
+  };
 
   // Not an async function waiting for the connection's end: a suspended
   // call per connection costs more heap than one callback on `closed`.
@@ -508,16 +517,12 @@ export function serve(options: ServeOptions): SshServer {
   // One function for all connections, not a closure each.
   const onFinished: FinishedHook = (server, reason) => {
     live.delete(server);
-    try {
-      log({
-        type: "close",
-        remoteAddress: server.info.remoteAddress!,
-        username: server.info.username,
-        reason: reason?.message,
-      });
-    } catch {
-      // A throwing onLog must not keep close() waiting.
-    }
+    log({
+      type: "close",
+      remoteAddress: server.info.remoteAddress!,
+      username: server.info.username,
+      reason: reason?.message,
+    });
     if (live.size === 0) drained?.();
   };
 
@@ -536,7 +541,9 @@ export function serve(options: ServeOptions): SshServer {
       try {
         handle(conn);
       } catch {
-        // A throwing onLog: the accept loop goes on.
+        // setNoDelay() on a socket the peer already reset, say: drop it,
+        // keep accepting.
+        closeQuietly(conn);
       }
     }
   })();

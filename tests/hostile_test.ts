@@ -6,7 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { connect } from "../client.ts";
-import { serve, type ServeOptions, type SshServer } from "../server.ts";
+import {
+  serve,
+  type ServeOptions,
+  type ServerLogEvent,
+  type SshServer,
+} from "../server.ts";
 import { commandSessionHandler } from "../connection/mod.ts";
 import { DisconnectError } from "../errors.ts";
 import { kexMethod } from "../transport/kex/mod.ts";
@@ -474,6 +479,60 @@ Deno.test("MaxStartups refuses connections beyond the hard cap", async () => {
       await new Promise((r) => setTimeout(r, 10));
     }
   });
+});
+
+Deno.test("serve(): every connection is logged to its close, close() waits for that, and a throwing onLog changes nothing", async () => {
+  const events: ServerLogEvent[] = [];
+  const server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    hostKeys: [hostKey],
+    password: ({ username, password }) =>
+      username === "alice" && password === "wonderland",
+    onSession: commandSessionHandler(),
+    onLog: (e) => {
+      events.push(e);
+      throw new Error(`onLog fails on ${e.type}`);
+    },
+  });
+  const port = server.addr.port;
+  const login = (password: string) =>
+    connect({
+      hostname: "127.0.0.1",
+      port,
+      username: "alice",
+      password,
+      verifyHostKey: () => true,
+    });
+  try {
+    // One connection ends with a failed login, two stay open.
+    await assert.rejects(login("wrong"));
+    const a = await login("wonderland");
+    const b = await login("wonderland");
+    const r = await b.exec("echo still serving");
+    assert.equal(new TextDecoder().decode(r.stdout), "still serving\n");
+    assert.equal(server.connections, 2);
+    assert.equal(server.unauthenticated, 0);
+    // close() resolves only once both open connections are closed and
+    // logged.
+    await server.close();
+    assert.equal(server.connections, 0);
+    const kinds = (type: string) => events.filter((e) => e.type === type);
+    assert.equal(kinds("connect").length, 3);
+    assert.equal(kinds("auth").length, 2);
+    assert.equal(kinds("auth-failed").length, 1);
+    assert.equal(kinds("close").length, 3);
+    for (const e of kinds("close")) {
+      assert.match(e.remoteAddress, /^127\.0\.0\.1:\d+$/);
+    }
+    assert.deepEqual(
+      kinds("close").map((e) => e.type === "close" && e.username).sort(),
+      ["alice", "alice", undefined],
+    );
+    await Promise.all([a.closed, b.closed]);
+  } finally {
+    await server.close();
+  }
 });
 
 Deno.test("auth failures take the same time for known and unknown users", async () => {
