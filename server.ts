@@ -293,7 +293,7 @@ class ServerConnectionImpl implements ServerConnection {
     try {
       await transport.start();
       const result = await runServerAuth(
-        { send: (p) => transport.send(p), sessionId: transport.sessionId },
+        transport,
         this.#inbox!,
         options,
         {

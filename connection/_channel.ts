@@ -8,6 +8,7 @@
  */
 
 import { allocPayload, isHandedOver } from "../transport/_packet_room.ts";
+import { ignore, SETTLED } from "../transport/_settled.ts";
 import { DisconnectError } from "../errors.ts";
 import { DisconnectReason, Msg } from "../wire/messages.ts";
 import type { SshReader } from "../wire/reader.ts";
@@ -32,12 +33,6 @@ export function quiet<T>(promise: Promise<T>): Promise<T> {
   promise.catch(ignore);
   return promise;
 }
-
-/** One shared no-op: a `() => {}` literal is a new closure per call. */
-function ignore(): void {}
-
-/** A settled promise to chain from, shared rather than one per channel. */
-const RESOLVED: Promise<void> = Promise.resolve();
 
 /** What a channel needs from its connection. */
 export interface ChannelHost {
@@ -219,7 +214,7 @@ export class Channel {
   // Requests we sent that want a reply, oldest first (RFC 4254 section 5.4).
   #pendingReplies: Pending[] = [];
   // Incoming requests are answered in order; later ones wait for earlier ones.
-  #requestChain: Promise<void> = RESOLVED;
+  #requestChain: Promise<void> = SETTLED;
   #requestsRunning = 0;
 
   #resolveOpen!: () => void;

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { SETTLED } from "../transport/_settled.ts";
 import { ChannelOpenError, DisconnectError } from "../errors.ts";
 import { ChannelOpenFailure, DisconnectReason, Msg } from "../wire/messages.ts";
 import { SshReader } from "../wire/reader.ts";
@@ -120,9 +121,6 @@ const MESSAGE_NAMES: Record<number, string> = {
 
 const encoder = new TextEncoder();
 const lossy = new TextDecoder();
-
-/** A settled promise to chain from, shared by every connection. */
-const RESOLVED: Promise<void> = Promise.resolve();
 
 function intOption(
   value: number | undefined,
@@ -240,7 +238,7 @@ export class Connection {
     reject(error: Error): void;
   }[] = [];
   // Replies to the peer's global requests go out in order.
-  #globalChain: Promise<void> = RESOLVED;
+  #globalChain: Promise<void> = SETTLED;
 
   /** Creates the connection layer; `link` sends through the transport. */
   constructor(link: ConnectionLink, options: ConnectionOptions) {

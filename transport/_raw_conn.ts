@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { SETTLED } from "./_settled.ts";
 
 /** What the transport uses of a `Deno.Conn`. */
 export interface RawConn {
@@ -22,9 +23,6 @@ export interface RawConn {
 }
 
 const ours = new WeakSet<object>();
-
-/** A settled promise to chain writes from, shared by every writer. */
-const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Marks a connection we created, whose streams nobody has used. */
 export function markRaw(conn: RawConn): void {
@@ -54,7 +52,7 @@ export function closeQuietly(conn: RawConn): void {
  */
 export class RawWriter {
   readonly #conn: RawConn;
-  #tail: Promise<void> = RESOLVED;
+  #tail: Promise<void> = SETTLED;
   #inFlight = 0;
   #error: unknown = null;
   #waiter: PromiseWithResolvers<void> | null = null;

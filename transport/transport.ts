@@ -61,6 +61,7 @@ import { kexMethod } from "./kex/mod.ts";
 import type { HashName, KexClient, KexMethod } from "./kex/types.ts";
 import type { Duplex } from "./duplex.ts";
 import { makeIdentification, readIdentification } from "./version.ts";
+import { ignore } from "./_settled.ts";
 
 export type { Duplex };
 
@@ -219,9 +220,6 @@ function deferred<T>(): Deferred<T> {
   promise.catch(ignore);
   return { promise, resolve, reject };
 }
-
-/** One shared no-op: a `() => {}` literal is a new closure per call. */
-function ignore(): void {}
 
 const encoder = new TextEncoder();
 
