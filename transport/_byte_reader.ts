@@ -102,6 +102,15 @@ export class ByteReader {
   }
 
   /**
+   * Whether the next `n` bytes are ready for {@linkcode peek} and
+   * {@linkcode take} without {@linkcode ensure}: callers skip an `await`
+   * (a microtask per packet) when they are.
+   */
+  has(n: number): boolean {
+    return this.#chunk.length - this.#pos >= n && this.#pendingBytes === 0;
+  }
+
+  /**
    * Makes at least `n` bytes available to {@linkcode peek} and
    * {@linkcode take}; false when the stream ends before the first of them,
    * throws when it ends midway. Reads go into a fresh buffer each time (the
@@ -112,9 +121,8 @@ export class ByteReader {
    * detaches only the buffer it reads into.
    */
   async ensure(n: number): Promise<boolean> {
-    const unread = this.#chunk.length - this.#pos;
-    if (unread >= n && this.#pendingBytes === 0) return true;
-    const have = unread + this.#pendingBytes;
+    if (this.has(n)) return true;
+    const have = this.buffered;
     let next = this.#rechunk(have >= n ? have : Math.max(n, this.#readSize));
     let got = have;
     while (got < n) {

@@ -502,10 +502,16 @@ export class Transport {
       if (this.#isClosed) return;
       let entry: ReceivedPacket;
       try {
-        // An idle connection waits here, in one call less than inside
-        // #readWire (a suspended call costs heap per connection).
+        // The length field is waited for here, not in #readWire, so an idle
+        // connection is suspended one call higher (each suspended call is
+        // heap held per connection).
         const head = this.#in.cipher.headLength;
-        if (this.#reader.buffered < head) await this.#reader.ensure(head);
+        if (!this.#reader.has(head) && !await this.#reader.ensure(head)) {
+          throw new DisconnectError(
+            DisconnectReason.CONNECTION_LOST,
+            "Connection closed by peer",
+          );
+        }
         entry = await this.#readWire();
       } catch (e) {
         entry = { error: e as Error, size: 0, seq: 0, dir: this.#in };
@@ -791,18 +797,12 @@ export class Transport {
   /**
    * Reads one whole packet, checks its length against every limit and
    * starts opening it (with the keys of the moment and the next sequence
-   * number). Returns an error entry at end of stream.
+   * number). Called once the length field is buffered (see #readAhead).
    */
   async #readWire(): Promise<ReceivedPacket> {
     const dir = this.#in;
     const cipher = dir.cipher;
     const reader = this.#reader;
-    if (!await reader.ensure(cipher.headLength)) {
-      throw new DisconnectError(
-        DisconnectReason.CONNECTION_LOST,
-        "Connection closed by peer",
-      );
-    }
     const head = reader.peek(cipher.headLength);
     const seq = dir.seq;
     const len = cipher.packetLength(seq, head);
@@ -822,7 +822,7 @@ export class Transport {
     const total = 4 + len + cipher.tagLength;
     // Usually already buffered: reads bring up to 256 KiB at once. The
     // packet is a view into the read buffer, released once opened.
-    await reader.ensure(total);
+    if (!reader.has(total)) await reader.ensure(total);
     const wire = reader.take(total);
     let opened: Uint8Array | Promise<Uint8Array>;
     try {
