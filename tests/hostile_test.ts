@@ -26,11 +26,9 @@ import { testKey } from "./_helpers.ts";
 
 const hostKey = testKey("ed25519");
 
-async function withServer(
-  options: Partial<ServeOptions>,
-  fn: (server: SshServer, port: number) => Promise<void>,
-): Promise<void> {
-  const server = serve({
+/** A server on a loopback port that lets alice in with her password. */
+function startServer(options: Partial<ServeOptions>): SshServer {
+  return serve({
     hostname: "127.0.0.1",
     port: 0,
     hostKeys: [hostKey],
@@ -39,16 +37,28 @@ async function withServer(
     onSession: commandSessionHandler(),
     ...options,
   });
+}
+
+/** Logs in as alice with `password` (our client, over TCP). */
+function login(port: number, password = "wonderland") {
+  return connect({
+    hostname: "127.0.0.1",
+    port,
+    username: "alice",
+    password,
+    verifyHostKey: () => true,
+  });
+}
+
+async function withServer(
+  options: Partial<ServeOptions>,
+  fn: (server: SshServer, port: number) => Promise<void>,
+): Promise<void> {
+  const server = startServer(options);
   try {
     await fn(server, server.addr.port);
     // Whatever happened, the server still serves a well-behaved client.
-    const client = await connect({
-      hostname: "127.0.0.1",
-      port: server.addr.port,
-      username: "alice",
-      password: "wonderland",
-      verifyHostKey: () => true,
-    });
+    const client = await login(server.addr.port);
     const r = await client.exec("echo alive");
     assert.equal(new TextDecoder().decode(r.stdout), "alive\n");
     await client.close();
@@ -340,13 +350,7 @@ for (
 
 Deno.test("server disconnects on data for an unknown channel after auth", async () => {
   await withServer({}, async (_s, port) => {
-    const client = await connect({
-      hostname: "127.0.0.1",
-      port,
-      username: "alice",
-      password: "wonderland",
-      verifyHostKey: () => true,
-    });
+    const client = await login(port);
     await client.transport.send(
       new SshWriter().byte(Msg.CHANNEL_DATA).uint32(99).string("x").bytes(),
     ).catch(() => {});
@@ -483,32 +487,18 @@ Deno.test("MaxStartups refuses connections beyond the hard cap", async () => {
 
 Deno.test("serve(): every connection is logged to its close, close() waits for that, and a throwing onLog changes nothing", async () => {
   const events: ServerLogEvent[] = [];
-  const server = serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    hostKeys: [hostKey],
-    password: ({ username, password }) =>
-      username === "alice" && password === "wonderland",
-    onSession: commandSessionHandler(),
+  const server = startServer({
     onLog: (e) => {
       events.push(e);
       throw new Error(`onLog fails on ${e.type}`);
     },
   });
   const port = server.addr.port;
-  const login = (password: string) =>
-    connect({
-      hostname: "127.0.0.1",
-      port,
-      username: "alice",
-      password,
-      verifyHostKey: () => true,
-    });
   try {
     // One connection ends with a failed login, two stay open.
-    await assert.rejects(login("wrong"));
-    const a = await login("wonderland");
-    const b = await login("wonderland");
+    await assert.rejects(login(port, "wrong"));
+    const a = await login(port);
+    const b = await login(port);
     const r = await b.exec("echo still serving");
     assert.equal(new TextDecoder().decode(r.stdout), "still serving\n");
     assert.equal(server.connections, 2);
@@ -598,13 +588,7 @@ Deno.test("auth failures take the same time for known and unknown users", async 
 
 Deno.test("an IGNORE flood is absorbed without growing memory", async () => {
   await withServer({}, async (_s, port) => {
-    const client = await connect({
-      hostname: "127.0.0.1",
-      port,
-      username: "alice",
-      password: "wonderland",
-      verifyHostKey: () => true,
-    });
+    const client = await login(port);
     try {
       const ignore = new SshWriter().byte(Msg.IGNORE).string(new Uint8Array(64))
         .bytes();
