@@ -58,3 +58,106 @@ Deno.test("pipeline: several channels at once keep their data apart and whole", 
     await pair.close();
   }
 });
+
+/**
+ * Reads `session.stdout` until `expected` has arrived; the bytes are echoed
+ * by `cat` on the server.
+ */
+async function echoRoundTrip(
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  line: string,
+): Promise<void> {
+  await writer.write(new TextEncoder().encode(line));
+  let got = "";
+  while (got.length < line.length) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`stdout ended after ${JSON.stringify(got)}`);
+    got += new TextDecoder().decode(value);
+  }
+  assert.equal(got, line);
+}
+
+for (const direction of ["download", "upload"] as const) {
+  Deno.test(`pipeline: a saturating ${direction} on one channel does not starve another`, async () => {
+    // Large packets and a large window are the defaults; the bulk channel
+    // keeps both full for the whole test, so every interactive byte has to
+    // find its turn between bulk packets in the send pipelines.
+    const algorithms = { cipher: ["aes128-gcm@openssh.com"] };
+    const pair = await connectPair(
+      { algorithms, onSession: echoHandler },
+      { algorithms },
+      "tcp",
+    );
+    const bulk = await pair.client.openSession();
+    let moved = 0;
+    let stop = false;
+    let bulkDone: Promise<unknown>;
+    if (direction === "download") {
+      await bulk.exec("cat /dev/zero");
+      bulkDone = (async () => {
+        for await (const chunk of bulk.stdout) {
+          moved += chunk.length;
+          if (stop) break;
+        }
+      })();
+    } else {
+      await bulk.exec("cat > /dev/null");
+      bulkDone = (async () => {
+        const writer = bulk.stdin.getWriter();
+        const chunk = new Uint8Array(256 * 1024);
+        while (!stop) {
+          await writer.write(chunk);
+          moved += chunk.length;
+        }
+        await writer.close();
+      })();
+    }
+    const interactive = await pair.client.openSession();
+    try {
+      await interactive.exec("cat");
+      const writer = interactive.stdin.getWriter();
+      const reader = interactive.stdout.getReader();
+      // Let the bulk transfer fill the window and pipelines first.
+      while (moved < 8 * 1024 * 1024) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      const before = moved;
+      let hang: ReturnType<typeof setTimeout> | undefined;
+      const exchange = (async () => {
+        for (let i = 0; i < 20; i++) {
+          await echoRoundTrip(writer, reader, `ping ${i}\n`);
+        }
+      })();
+      // A guard so a starved channel fails the test instead of hanging it.
+      await Promise.race([
+        exchange,
+        new Promise((_, reject) => {
+          hang = setTimeout(
+            () =>
+              reject(
+                new Error(
+                  `interactive channel starved: ${moved} bulk bytes moved`,
+                ),
+              ),
+            30_000,
+          );
+        }),
+      ]).finally(() => clearTimeout(hang));
+      // The bulk channel kept moving while the echoes went through.
+      assert.ok(
+        moved > before,
+        `the bulk ${direction} stalled at ${before} bytes`,
+      );
+      stop = true;
+      await writer.close();
+      reader.releaseLock();
+      assert.equal((await interactive.exit).code, 0);
+      if (direction === "download") await bulk.close();
+      await bulkDone.catch(() => {});
+    } finally {
+      stop = true;
+      await pair.close();
+    }
+  });
+}
