@@ -174,6 +174,32 @@ async function procFile(path: string): Promise<string> {
   }
 }
 
+/**
+ * CPU seconds (user + system) used by process `pid` and by the children it
+ * has reaped, from `/proc/<pid>/stat` (utime, stime, cutime, cstime, in
+ * USER_HZ: 100 per second on Linux). It first waits, up to 5 s, until the
+ * process has no children left, so a session (sshd forks one per
+ * connection) or a command (`cat`, `head`) that just ended is counted.
+ */
+async function processCpu(pid: number): Promise<number> {
+  const deadline = performance.now() + 5000;
+  while (
+    (await procFile(`/proc/${pid}/task/${pid}/children`)).trim() &&
+    performance.now() < deadline
+  ) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const stat = await procFile(`/proc/${pid}/stat`);
+  // Fields after the parenthesised command name start at field 3 (state);
+  // utime is field 14.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = fields.slice(11, 15).map(Number);
+  if (ticks.length !== 4 || ticks.some((t) => !Number.isFinite(t))) {
+    throw new Error(`cannot read CPU times of process ${pid}: ${stat}`);
+  }
+  return ticks.reduce((a, b) => a + b, 0) / 100;
+}
+
 const cpuModel = (await procFile("/proc/cpuinfo")).match(
   /model name\s*:\s*(.*)/,
 )?.[1] ?? "unknown CPU";
@@ -291,6 +317,8 @@ interface Target {
   port: number;
   fingerprint: string;
   knownHosts: string;
+  /** The server process, whose CPU time is read around each transfer. */
+  pid: number;
 }
 
 /** Our library client, logged in as root with the bench's user key. */
@@ -397,6 +425,32 @@ function commandFor(
   }
 }
 
+/** One client run: wall time and (for transfers) the CPU time it used. */
+interface Run {
+  /** Milliseconds from spawn to exit, or to the first output for "first". */
+  ms: number;
+  /**
+   * User + system CPU seconds of the client and everything it ran (for
+   * `ssh` uploads that includes the `head` feeding it); NaN for "first".
+   */
+  cpu: number;
+}
+
+/**
+ * A transfer runs under `bash`, whose `times` built-in then reports the CPU
+ * its children used (user and system, on the last line of stderr): the same
+ * measure for every client, with no tool that may be missing. "first" runs
+ * are not wrapped, so start-up times are the clients' own.
+ */
+const CPU_WRAPPER = '"$@"; status=$?; times >&2; exit $status';
+
+function parseTimes(stderr: string): number {
+  const line = stderr.trim().split("\n").at(-1) ?? "";
+  const m = line.match(/^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/);
+  if (!m) throw new Error(`no CPU times from bash: ${JSON.stringify(line)}`);
+  return Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]);
+}
+
 /**
  * Runs one client process; resolves with milliseconds from spawn to exit,
  * or to the first stdout bytes for "first" (which must read `hi`).
@@ -406,8 +460,11 @@ async function timed(
   mode: Mode,
   target: Target,
   cipher: string | null,
-): Promise<number> {
-  const [cmd, args] = commandFor(client, mode, target, cipher);
+): Promise<Run> {
+  const [clientCmd, clientArgs] = commandFor(client, mode, target, cipher);
+  const [cmd, args] = mode === "first"
+    ? [clientCmd, clientArgs]
+    : ["bash", ["-c", CPU_WRAPPER, "bash", clientCmd, ...clientArgs]];
   const start = performance.now();
   const child = new Deno.Command(cmd, {
     args,
@@ -442,12 +499,12 @@ async function timed(
         } exited ${status.code}: ${await stderr}`,
       );
     }
-    await stderr;
     if (mode === "first") {
+      await stderr;
       if (out.trim() !== "hi") throw new Error(`${client} printed ${out}`);
-      return firstAt - start;
+      return { ms: firstAt - start, cpu: NaN };
     }
-    return end - start;
+    return { ms: end - start, cpu: parseTimes(await stderr) };
   } finally {
     clearTimeout(timer);
   }
@@ -483,6 +540,7 @@ try {
     port: sshd.port,
     fingerprint: sshdFp,
     knownHosts: sshd.knownHostsPath,
+    pid: sshd.pid,
   };
   const startupClients: Client[] = ssh2Skip
     ? ["fynx-cli", "fynx", "ssh"]
@@ -496,6 +554,7 @@ try {
       port: ourServer.port,
       fingerprint: ourFp,
       knownHosts: ourServer.knownHosts,
+      pid: ourServer.pid,
     };
     const pairings: { name: string; client: Client; target: Target }[] = [
       { name: "ssh → sshd", client: "ssh", target: sshdTarget },
@@ -508,6 +567,10 @@ try {
       { name: "ssh → fynx", client: "ssh", target: oursTarget },
     ];
     const samples = new Map<string, number[]>();
+    const clientCpu = new Map<string, number[]>();
+    const serverCpu = new Map<string, number[]>();
+    const push = (m: Map<string, number[]>, k: string, v: number) =>
+      m.set(k, [...(m.get(k) ?? []), v]);
     const key = (p: string, c: string, m: Mode) => `${p}|${c}|${m}`;
     const modes: Mode[] = ["upload", "download"];
     console.log(
@@ -518,9 +581,12 @@ try {
         for (const mode of modes) {
           const line: string[] = [];
           for (const p of pairings) {
-            const ms = await timed(p.client, mode, p.target, cipher);
+            const before = await processCpu(p.target.pid);
+            const { ms, cpu } = await timed(p.client, mode, p.target, cipher);
             const k = key(p.name, cipher, mode);
-            samples.set(k, [...(samples.get(k) ?? []), mbps(ms)]);
+            push(samples, k, mbps(ms));
+            push(clientCpu, k, cpu);
+            push(serverCpu, k, (await processCpu(p.target.pid)) - before);
             line.push(`${p.name} ${fmt(mbps(ms))}`);
           }
           console.log(`  round ${round} ${cipher} ${mode}: ${line.join(", ")}`);
@@ -596,6 +662,44 @@ try {
       ),
       "",
     );
+    // Where the time goes: on two CPUs the cipher's cost shows up here
+    // before it shows up as MB/s.
+    const cpuRows: string[][] = [];
+    for (const cipher of ciphers) {
+      const label = cipherInfo(cipher).aead ? cipher : `${cipher} + ${MAC}`;
+      for (const mode of modes) {
+        cpuRows.push([
+          label,
+          mode,
+          ...pairings.map((p) => {
+            const k = key(p.name, cipher, mode);
+            return `${fmt(median(clientCpu.get(k) ?? []), 2)} / ${
+              fmt(median(serverCpu.get(k) ?? []), 2)
+            }`;
+          }),
+        ]);
+      }
+    }
+    raw.cpu = {
+      client: Object.fromEntries(clientCpu),
+      server: Object.fromEntries(serverCpu),
+    };
+    markdown.push(
+      `### CPU seconds per run, client / server (median of ${rounds})\n`,
+      "User + system time of the whole client process (start-up included; " +
+        "for `ssh` uploads also the `head` feeding it) and of the server " +
+        "during the run: sshd's session processes or our server process, " +
+        "each with the command it ran. Read from `bash`'s `times` and " +
+        "`/proc/<pid>/stat`. " +
+        `With ${navigator.hardwareConcurrency} CPUs a run can use at most ` +
+        `${navigator.hardwareConcurrency} CPU seconds per second.\n`,
+      markdownTable(
+        ["cipher", "direction", ...pairings.map((p) => p.name)],
+        cpuRows,
+        ["l", "l", ...pairings.map(() => "r" as const)],
+      ),
+      "",
+    );
     charts.push({
       title: `Exec channel throughput, ${sizeMiB} MiB (MB/s, higher is better)`,
       unit: "MB/s",
@@ -616,7 +720,7 @@ try {
     console.log(`\nTime to first output of 'echo hi', ${startupRuns} runs`);
     for (let i = 0; i < startupRuns; i++) {
       for (const c of startupClients) {
-        const ms = await timed(c, "first", sshdTarget, null);
+        const { ms } = await timed(c, "first", sshdTarget, null);
         samples.set(c, [...(samples.get(c) ?? []), ms]);
       }
     }
@@ -699,6 +803,7 @@ try {
       port: ourServer.port,
       fingerprint: ourFp,
       knownHosts: ourServer.knownHosts,
+      pid: ourServer.pid,
     };
     console.log(
       `\nHandshakes per second: ${concurrency} concurrent clients (our ` +
@@ -763,6 +868,7 @@ try {
         port: ourServer.port,
         fingerprint: ourFp,
         knownHosts: ourServer.knownHosts,
+        pid: ourServer.pid,
       };
       const baseRss = await ourServer.rss();
       const baseMem = await ourServer.memory();

@@ -503,6 +503,12 @@ export interface Sshd {
   readonly hostKeys: readonly KeyFiles[];
   /** Path of a known_hosts file listing every host key for `[127.0.0.1]:port`. */
   readonly knownHostsPath: string;
+  /**
+   * Process id of the listening sshd. The sessions it forks are its
+   * children, so their CPU time ends up in its `/proc/<pid>/stat` once they
+   * are reaped (bench/e2e_throughput.ts reads it).
+   */
+  readonly pid: number;
   /** Everything sshd has logged so far (LogLevel VERBOSE, via `-e`). */
   log(): string;
   /** Stops sshd (SIGTERM, then waits) and removes its directory. */
@@ -615,6 +621,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
         dir,
         hostKeys,
         knownHostsPath,
+        pid: started.pid,
         log: started.log,
         stop,
         [Symbol.asyncDispose]: stop,
@@ -627,7 +634,11 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   }
 }
 
-type Spawned = { log: () => string; stop: () => Promise<void> } | {
+type Spawned = {
+  pid: number;
+  log: () => string;
+  stop: () => Promise<void>;
+} | {
   error: string;
 };
 
@@ -689,7 +700,7 @@ async function spawnSshd(
       try {
         const conn = await Deno.connect({ hostname: "127.0.0.1", port });
         conn.close();
-        return { log: () => log, stop };
+        return { pid: child.pid, log: () => log, stop };
       } catch {
         // Not yet.
       }
