@@ -440,9 +440,14 @@ interface Run {
  * A transfer runs under `bash`, whose `times` built-in then reports the CPU
  * its children used (user and system, on the last line of stderr): the same
  * measure for every client, with no tool that may be missing. "first" runs
- * are not wrapped, so start-up times are the clients' own.
+ * are not wrapped, so start-up times are the clients' own. SIGTERM to the
+ * wrapper kills the client (the time limit in {@linkcode timed}); `wait`
+ * lets the trap run at once.
  */
-const CPU_WRAPPER = '"$@"; status=$?; times >&2; exit $status';
+const CPU_WRAPPER = '"$@" & client=$!; ' +
+  "trap 'kill -KILL $client' TERM; " +
+  "wait $client; status=$?; wait $client 2>/dev/null; " +
+  "times >&2; exit $status";
 
 function parseTimes(stderr: string): number {
   const line = stderr.trim().split("\n").at(-1) ?? "";
@@ -472,12 +477,18 @@ async function timed(
     stdout: mode === "first" ? "piped" : "null",
     stderr: "piped",
   }).spawn();
-  const timer = setTimeout(() => {
+  const signal = (name: Deno.Signal) => {
     try {
-      child.kill("SIGKILL");
+      child.kill(name);
     } catch {
       // Gone.
     }
+  };
+  // TERM first: the CPU wrapper passes it on to the client as a KILL.
+  let killer: ReturnType<typeof setTimeout> | undefined;
+  const timer = setTimeout(() => {
+    signal("SIGTERM");
+    killer = setTimeout(() => signal("SIGKILL"), 5000);
   }, 300_000);
   try {
     const stderr = new Response(child.stderr).text();
@@ -507,6 +518,7 @@ async function timed(
     return { ms: end - start, cpu: parseTimes(await stderr) };
   } finally {
     clearTimeout(timer);
+    clearTimeout(killer);
   }
 }
 

@@ -59,10 +59,7 @@ Deno.test("pipeline: several channels at once keep their data apart and whole", 
   }
 });
 
-/**
- * Reads `session.stdout` until `expected` has arrived; the bytes are echoed
- * by `cat` on the server.
- */
+/** Writes `line` and reads until it has come back (echoed by `cat`). */
 async function echoRoundTrip(
   writer: WritableStreamDefaultWriter<Uint8Array>,
   reader: ReadableStreamDefaultReader<Uint8Array>,
