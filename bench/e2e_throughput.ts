@@ -524,6 +524,13 @@ async function timed(
 
 // --- Results --------------------------------------------------------------
 
+/** Adds a sample to the list kept under `key`. */
+function append<K>(samples: Map<K, number[]>, key: K, value: number): void {
+  const list = samples.get(key);
+  if (list) list.push(value);
+  else samples.set(key, [value]);
+}
+
 const mbps = (ms: number) => total / 1e6 / (ms / 1000);
 const fmt = (v: number, digits = 0) =>
   Number.isFinite(v) ? v.toFixed(digits) : "n/a";
@@ -581,8 +588,6 @@ try {
     const samples = new Map<string, number[]>();
     const clientCpu = new Map<string, number[]>();
     const serverCpu = new Map<string, number[]>();
-    const push = (m: Map<string, number[]>, k: string, v: number) =>
-      m.set(k, [...(m.get(k) ?? []), v]);
     const key = (p: string, c: string, m: Mode) => `${p}|${c}|${m}`;
     const modes: Mode[] = ["upload", "download"];
     console.log(
@@ -596,9 +601,9 @@ try {
             const before = await processCpu(p.target.pid);
             const { ms, cpu } = await timed(p.client, mode, p.target, cipher);
             const k = key(p.name, cipher, mode);
-            push(samples, k, mbps(ms));
-            push(clientCpu, k, cpu);
-            push(serverCpu, k, (await processCpu(p.target.pid)) - before);
+            append(samples, k, mbps(ms));
+            append(clientCpu, k, cpu);
+            append(serverCpu, k, (await processCpu(p.target.pid)) - before);
             line.push(`${p.name} ${fmt(mbps(ms))}`);
           }
           console.log(`  round ${round} ${cipher} ${mode}: ${line.join(", ")}`);
@@ -733,7 +738,7 @@ try {
     for (let i = 0; i < startupRuns; i++) {
       for (const c of startupClients) {
         const { ms } = await timed(c, "first", sshdTarget, null);
-        samples.set(c, [...(samples.get(c) ?? []), ms]);
+        append(samples, c, ms);
       }
     }
     const ssh2Ms = median(samples.get("ssh2") ?? []);
