@@ -233,21 +233,45 @@ export function startTunnelServer(
       Number(target.slice(target.lastIndexOf(":") + 1)),
     ];
     const { socket, response } = Deno.upgradeWebSocket(req);
-    socket.addEventListener("open", () => {
-      track((async () => {
-        const conn = await Deno.connect({ hostname, port });
-        const duplex = wsDuplex(socket);
-        await Promise.all([
-          duplex.readable.pipeTo(conn.writable).catch(() => {}),
-          conn.readable.pipeTo(duplex.writable).catch(() => {}),
-        ]);
-        try {
-          conn.close();
-        } catch {
-          // Closed by the pipes.
-        }
-      })());
+    // The duplex listens from the upgrade on: the client may send its first
+    // bytes (ssh's version line) as soon as the socket opens, while the
+    // target connection below is still being made. A listener added after
+    // that await would miss them.
+    const duplex = wsDuplex(socket);
+    const opened = new Promise<void>((resolve, reject) => {
+      socket.addEventListener("open", () => resolve(), { once: true });
+      socket.addEventListener(
+        "close",
+        () => reject(new Error("closed before it opened")),
+        { once: true },
+      );
     });
+    opened.catch(() => {});
+    track((async () => {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await Deno.connect({ hostname, port });
+      } catch {
+        socket.close(1011, "target unreachable");
+        return;
+      }
+      try {
+        // Our writes need an open socket, and the target may speak first.
+        await opened;
+      } catch {
+        conn.close();
+        return;
+      }
+      await Promise.all([
+        duplex.readable.pipeTo(conn.writable).catch(() => {}),
+        conn.readable.pipeTo(duplex.writable).catch(() => {}),
+      ]);
+      try {
+        conn.close();
+      } catch {
+        // Closed by the pipes.
+      }
+    })());
     return response;
   };
 
