@@ -12,6 +12,7 @@ import { acceptConnection, type ServerConnection } from "../server.ts";
 import { generatePrivateKey } from "../keys/mod.ts";
 import type { PrivateKey } from "../keys/types.ts";
 import type { Duplex } from "../transport/duplex.ts";
+import { webSocketDuplex } from "../tunnel/ws_duplex.ts";
 import {
   decodeTcpipForward,
   encodeAllocatedPort,
@@ -233,33 +234,17 @@ export function startTunnelServer(
       Number(target.slice(target.lastIndexOf(":") + 1)),
     ];
     const { socket, response } = Deno.upgradeWebSocket(req);
-    // The duplex listens from the upgrade on: the client may send its first
-    // bytes (ssh's version line) as soon as the socket opens, while the
-    // target connection below is still being made. A listener added after
-    // that await would miss them.
-    const duplex = wsDuplex(socket);
-    const opened = new Promise<void>((resolve, reject) => {
-      socket.addEventListener("open", () => resolve(), { once: true });
-      socket.addEventListener(
-        "close",
-        () => reject(new Error("closed before it opened")),
-        { once: true },
-      );
-    });
-    opened.catch(() => {});
+    // Listen from the upgrade on: the client sends ssh's version line as
+    // soon as the socket opens, which may be before the target is connected.
+    // webSocketDuplex also holds our writes until the socket is open (the
+    // target speaks first).
+    const duplex = webSocketDuplex(socket, { pingInterval: 0 });
     track((async () => {
       let conn: Deno.TcpConn;
       try {
         conn = await Deno.connect({ hostname, port });
       } catch {
-        socket.close(1011, "target unreachable");
-        return;
-      }
-      try {
-        // Our writes need an open socket, and the target may speak first.
-        await opened;
-      } catch {
-        conn.close();
+        duplex.close(1011, "target unreachable");
         return;
       }
       await Promise.all([
